@@ -1,0 +1,77 @@
+"""Command line: ``python -m builders {build,verify,list} ...``."""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .registry import RELEASES, get_release, release_names
+
+
+def _cmd_list(args) -> int:
+    for name in release_names():
+        spec = get_release(name)
+        print(f"{name:24s} v{spec.version:8s} {spec.summary.split('. ')[0]}.")
+    return 0
+
+
+def _cmd_build(args) -> int:
+    from .build import BuildError, build_release, release_dir, summary_line
+
+    spec = get_release(args.release)
+    params = spec.params_from_args(args)
+    try:
+        manifest = build_release(spec, args.root, params, seed=args.seed, limit=args.limit, workers=args.workers,
+                                 keep_work=args.keep_work, progress=not args.quiet)
+    except (BuildError, ValueError, FileNotFoundError, ModuleNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(summary_line(manifest, release_dir(args.root, spec.name)))
+    return 0
+
+
+def _cmd_verify(args) -> int:
+    from .verify import verify_release
+
+    problems = verify_release(args.path)
+    for p in problems:
+        print(f"FAIL {p}", file=sys.stderr)
+    if problems:
+        print(f"{args.path}: {len(problems)} problem(s)", file=sys.stderr)
+        return 1
+    print(f"{args.path}: OK")
+    return 0
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m builders", description="Build, verify and list densegen releases.")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p_list = sub.add_parser("list", help="show the registered releases")
+    p_list.set_defaults(func=_cmd_list)
+
+    p_build = sub.add_parser("build", help="build (or resume) a release into ROOT/densegen/<release>/")
+    bsub = p_build.add_subparsers(dest="release", required=True, metavar="release")
+    for name in release_names():
+        spec = get_release(name)
+        p = bsub.add_parser(name, help=spec.summary.split(". ")[0])
+        p.add_argument("--limit", type=int, default=None, help="use only the first N inputs")
+        p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
+        p.add_argument("--seed", type=int, default=0, help="build seed (default 0)")
+        p.add_argument("--root", type=Path, default=Path("."), help="folder that holds densegen/ (default: .)")
+        p.add_argument("--keep-work", action="store_true", help="keep the .build/ work units after finishing")
+        p.add_argument("--quiet", action="store_true", help="no progress bar")
+        spec.add_arguments(p)
+        p.set_defaults(func=_cmd_build)
+
+    p_verify = sub.add_parser("verify", help="re-hash shards, re-count samples, check split disjointness")
+    p_verify.add_argument("path", type=Path, help="release folder, e.g. densegen/random-conformers")
+    p_verify.set_defaults(func=_cmd_verify)
+
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""Registered releases: name -> import string of its ReleaseSpec (imported only when used)."""
+from __future__ import annotations
+
+import importlib
+
+RELEASES = {
+    "random-conformers": "builders.releases.random_conformers:RandomConformers",
+}
+
+
+def release_names() -> list[str]:
+    """Names of all registered releases."""
+    return sorted(RELEASES)
+
+
+def get_release(name: str):
+    """Instantiate the ReleaseSpec registered under ``name``.
+
+    Raises:
+        KeyError: naming the unknown release and the known ones.
+    """
+    try:
+        target = RELEASES[name]
+    except KeyError:
+        raise KeyError(f"unknown release {name!r}; registered: {', '.join(release_names())}") from None
+    module, _, cls = target.partition(":")
+    return getattr(importlib.import_module(module), cls)()

@@ -1,0 +1,72 @@
+"""What a release is: the interface every release builder implements."""
+from __future__ import annotations
+
+import argparse
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Input:
+    """One input of a build (one molecule to try).
+
+    Attributes:
+        key: stable sample key (letters, digits, '_' and '-'; no dots).
+        text: the input as given (e.g. a SMILES string), recorded with any failure.
+        source: where it came from (e.g. ``"qm9"``, ``"zinc"``, a file name).
+    """
+
+    key: str
+    text: str
+    source: str
+
+
+@dataclass(frozen=True)
+class InputFailure:
+    """An input rejected before processing (empty line, duplicate, undecodable bytes)."""
+
+    text: str
+    source: str
+    stage: str
+    reason: str
+
+
+class ReleaseSpec(ABC):
+    """A release: its inputs, per-input processing, features and card text.
+
+    Subclasses set the class attributes and implement the abstract methods. ``process`` runs in
+    worker processes: it must be deterministic given (input, params, seed) and raise
+    :class:`builders.failures.MoleculeFailure` for anything wrong with the molecule.
+    """
+
+    name: str = ""
+    version: str = "0.0.0"
+    license: str = "cc-by-4.0"
+    pretty_name: str = ""
+    summary: str = ""
+    unit_size: int = 256          # inputs per work unit (resume granularity)
+    samples_per_shard: int = 4096  # samples per output shard
+    tags: tuple[str, ...] = ("chemistry", "molecules", "3d")
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        """Release-specific CLI options (beyond --limit/--workers/--seed/--root)."""
+
+    def params_from_args(self, args: argparse.Namespace) -> dict:
+        """Release-specific build parameters from parsed CLI options (all JSON-serializable)."""
+        return {}
+
+    @abstractmethod
+    def load_inputs(self, params: dict) -> tuple[list[Input], list[InputFailure]]:
+        """All inputs in build order, and inputs rejected before processing."""
+
+    @abstractmethod
+    def process(self, item: Input, params: dict, seed: int) -> dict:
+        """Build one sample. Returns its fields; must include ``inchikey`` (the split identity)."""
+
+    @abstractmethod
+    def features(self):
+        """The `datasets.Features` of one sample (field names with extensions, plus __key__/__url__)."""
+
+    def card_body(self, manifest: dict) -> str:
+        """Release-specific Markdown for the generated dataset card (how it was built, caveats)."""
+        return ""

@@ -1,0 +1,75 @@
+"""Verify a release folder against its manifest: hashes, counts, keys, split identity."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .encoding import decode_member
+from .splits import SPLITS, assign_split
+from .tario import iter_tar_samples, sha256_file
+
+
+def verify_release(path: Path) -> list[str]:
+    """Check a release folder; returns a list of problems (empty when all is well).
+
+    Checks: manifest present and readable; every shard listed exists, has the recorded sha256,
+    size and sample count; no shard on disk is missing from the manifest; every sample has an
+    ``inchikey``, sits in the split the split function gives it, and no identity or key appears
+    in two splits or twice.
+    """
+    path = Path(path)
+    problems: list[str] = []
+    manifest_path = path / "manifest.json"
+    if not manifest_path.is_file():
+        return [f"{path}: no manifest.json (not a densegen release folder?)"]
+    try:
+        manifest = json.loads(manifest_path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        return [f"{manifest_path}: unreadable ({err})"]
+
+    listed = {sh["path"] for sh in manifest.get("shards", [])}
+    for extra in sorted(p.relative_to(path).as_posix() for p in (path / "data").rglob("*.tar")) if (path / "data").exists() else []:
+        if extra not in listed:
+            problems.append(f"{extra}: shard on disk but not in manifest.json")
+
+    split_of_identity: dict[str, str] = {}
+    keys: dict[str, str] = {}
+    counts = {s: 0 for s in SPLITS}
+    for sh in manifest.get("shards", []):
+        shard = path / sh["path"]
+        if not shard.is_file():
+            problems.append(f"{sh['path']}: listed in manifest.json but missing")
+            continue
+        size = shard.stat().st_size
+        if size != sh["bytes"]:
+            problems.append(f"{sh['path']}: {size} bytes, manifest says {sh['bytes']}")
+        digest = sha256_file(shard)
+        if digest != sh["sha256"]:
+            problems.append(f"{sh['path']}: sha256 {digest[:16]}... does not match manifest {sh['sha256'][:16]}...")
+        split = sh["split"]
+        n = 0
+        try:
+            for key, members in iter_tar_samples(shard):
+                n += 1
+                if key in keys:
+                    problems.append(f"{sh['path']}: sample {key!r} also in {keys[key]}")
+                keys[key] = sh["path"]
+                ik = next((decode_member(s, d)[1] for s, d in members if s.startswith("inchikey.")), None)
+                if ik is None:
+                    problems.append(f"{sh['path']}: sample {key!r} has no inchikey")
+                    continue
+                if assign_split(ik) != split:
+                    problems.append(f"{sh['path']}: sample {key!r} ({ik}) belongs to split {assign_split(ik)}, found in {split}")
+                first = split_of_identity.setdefault(ik[:14], split)
+                if first != split:
+                    problems.append(f"{sh['path']}: molecule {ik} is in both {first} and {split}")
+        except Exception as err:  # a corrupt tar must be reported, not crash verify
+            problems.append(f"{sh['path']}: unreadable shard ({type(err).__name__}: {err})")
+            continue
+        if n != sh["count"]:
+            problems.append(f"{sh['path']}: {n} samples, manifest says {sh['count']}")
+        counts[split] += n
+    for split, info in manifest.get("splits", {}).items():
+        if counts.get(split, 0) != info["samples"] and not any(p.startswith("data/") for p in problems):
+            problems.append(f"split {split}: {counts.get(split, 0)} samples, manifest says {info['samples']}")
+    return problems
