@@ -23,7 +23,7 @@ def _cmd_build(args) -> int:
     params = spec.params_from_args(args)
     try:
         manifest = build_release(spec, args.root, params, seed=args.seed, limit=args.limit, workers=args.workers,
-                                 keep_work=args.keep_work, progress=not args.quiet)
+                                 keep_work=args.keep_work, progress=not args.quiet, unit_size=args.unit_size)
     except (BuildError, ValueError, FileNotFoundError, ModuleNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -61,6 +61,8 @@ def main(argv=None) -> int:
         p.add_argument("--seed", type=int, default=0, help="build seed (default 0)")
         p.add_argument("--root", type=Path, default=Path("."), help="folder that holds densegen/ (default: .)")
         p.add_argument("--keep-work", action="store_true", help="keep the .build/ work units after finishing")
+        p.add_argument("--unit-size", type=int, default=None,
+                       help=f"inputs per resumable work unit (default {spec.unit_size}; does not change the shards)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         spec.add_arguments(p)
         p.set_defaults(func=_cmd_build)

@@ -85,7 +85,7 @@ def run_unit(task: UnitTask) -> dict:
         try:
             fields = spec.process(item, task.params, task.seed)
             timings = fields.pop("_timings", {})
-            inchikey = fields["inchikey"]
+            inchikey = fields["meta"]["inchikey"]
             split = assign_split(inchikey)
             members = encode_sample(fields)
         except MoleculeFailure as err:
@@ -137,7 +137,8 @@ def _clear_stale_tmp(folder: Path) -> None:
 
 
 def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, limit: int | None = None,
-                  workers: int = 1, keep_work: bool = False, progress: bool = True, executor=None) -> dict:
+                  workers: int = 1, keep_work: bool = False, progress: bool = True, executor=None,
+                  unit_size: int | None = None) -> dict:
     """Build (or resume) a release under ``<root>/densegen/<name>``.
 
     Args:
@@ -150,11 +151,14 @@ def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, li
         keep_work: keep ``.build/units`` after finishing.
         progress: show a progress bar.
         executor: an :class:`builders.executor.Executor` to use instead of a local pool.
+        unit_size: inputs per work unit (resume granularity; default: the release's). It does
+            not change the shards, only how much work a kill can lose.
     Returns:
         The manifest (also written to ``manifest.json``).
     Raises:
         BuildError: if the folder holds a build made with other parameters.
     """
+    params = spec.resolve_params(params)
     out = release_dir(root, spec.name)
     work = out / ".build"
     units_dir = work / "units"
@@ -163,7 +167,10 @@ def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, li
         if limit < 0:
             raise BuildError(f"--limit must be >= 0, got {limit}")
         inputs = inputs[:limit]
-    full_params = {"release": spec.name, "seed": seed, "limit": limit, "unit_size": spec.unit_size,
+    unit_size = int(unit_size or spec.unit_size)
+    if unit_size < 1:
+        raise BuildError(f"unit size must be >= 1, got {unit_size}")
+    full_params = {"release": spec.name, "seed": seed, "limit": limit, "unit_size": unit_size,
                    "samples_per_shard": spec.samples_per_shard, **params}
     identity = {"params": full_params, "inputs_sha256": _inputs_digest(inputs), "builder_version": PACKAGE_VERSION}
 
@@ -188,8 +195,8 @@ def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, li
     units_dir.mkdir(parents=True, exist_ok=True)
     _clear_stale_tmp(out)
 
-    n_units = (len(inputs) + spec.unit_size - 1) // spec.unit_size
-    chunks = [tuple(inputs[i * spec.unit_size:(i + 1) * spec.unit_size]) for i in range(n_units)]
+    n_units = (len(inputs) + unit_size - 1) // unit_size
+    chunks = [tuple(inputs[i * unit_size:(i + 1) * unit_size]) for i in range(n_units)]
     records: dict[int, dict] = {}
     for i, chunk in enumerate(chunks):
         rec = _load_unit(units_dir, i, [c.key for c in chunk])
@@ -270,7 +277,8 @@ def finalize(spec: ReleaseSpec, out: Path, chunks, records: dict, rejected, full
         "split_function": split_record(),
         "inputs": {"count": n_inputs, "processed": sum(len(c) for c in chunks), "sha256": identity["inputs_sha256"]},
         "splits": {s: {"samples": sum(sh["count"] for sh in shards if sh["split"] == s),
-                       "shards": sum(1 for sh in shards if sh["split"] == s)} for s in SPLITS},
+                       "shards": sum(1 for sh in shards if sh["split"] == s),
+                       "bytes": sum(sh["bytes"] for sh in shards if sh["split"] == s)} for s in SPLITS},
         "shards": shards,
         "failures": {"total": len(failures), "by_stage": dict(sorted(Counter(f["stage"] for f in failures).items())),
                      "file": FAILURES},

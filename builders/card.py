@@ -26,7 +26,8 @@ def card_metadata(spec, manifest: dict) -> dict:
         "configs": [{"config_name": "default", "default": True,
                      "data_files": [{"split": s, "path": f"data/{s}/*.tar"} for s in splits]}],
         "dataset_info": {"config_name": "default", "features": spec.features()._to_yaml_list(),
-                         "splits": [{"name": s, "num_examples": manifest["splits"][s]["samples"]} for s in splits]},
+                         "splits": [{"name": s, "num_bytes": manifest["splits"][s]["bytes"],
+                                     "num_examples": manifest["splits"][s]["samples"]} for s in splits]},
     }
 
 

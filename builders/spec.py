@@ -55,13 +55,19 @@ class ReleaseSpec(ABC):
         """Release-specific build parameters from parsed CLI options (all JSON-serializable)."""
         return {}
 
+    def resolve_params(self, params: dict) -> dict:
+        """Fill in defaults so the manifest records every parameter (default: unchanged)."""
+        return dict(params)
+
     @abstractmethod
     def load_inputs(self, params: dict) -> tuple[list[Input], list[InputFailure]]:
         """All inputs in build order, and inputs rejected before processing."""
 
     @abstractmethod
     def process(self, item: Input, params: dict, seed: int) -> dict:
-        """Build one sample. Returns its fields; must include ``inchikey`` (the split identity)."""
+        """Build one sample. Returns its fields: arrays (numpy, stored as ``.npy``) and one
+        ``meta`` dict of strings and numbers (stored as ``meta.json``) that must hold
+        ``inchikey``, the split identity. Few members per sample keep reading fast."""
 
     @abstractmethod
     def features(self):

@@ -14,7 +14,7 @@ def verify_release(path: Path) -> list[str]:
 
     Checks: manifest present and readable; every shard listed exists, has the recorded sha256,
     size and sample count; no shard on disk is missing from the manifest; every sample has an
-    ``inchikey``, sits in the split the split function gives it, and no identity or key appears
+    ``meta.json`` with an ``inchikey``, sits in the split the split function gives it, and no identity or key appears
     in two splits or twice.
     """
     path = Path(path)
@@ -54,7 +54,8 @@ def verify_release(path: Path) -> list[str]:
                 if key in keys:
                     problems.append(f"{sh['path']}: sample {key!r} also in {keys[key]}")
                 keys[key] = sh["path"]
-                ik = next((decode_member(s, d)[1] for s, d in members if s.startswith("inchikey.")), None)
+                meta = next((decode_member(s, d)[1] for s, d in members if s == "meta.json"), {})
+                ik = meta.get("inchikey") if isinstance(meta, dict) else None
                 if ik is None:
                     problems.append(f"{sh['path']}: sample {key!r} has no inchikey")
                     continue

@@ -47,6 +47,10 @@ class RandomConformers(ReleaseSpec):
         return {"input": str(args.input) if args.input else None, "sources": args.sources,
                 "conformer": ConformerParams().to_dict()}
 
+    def resolve_params(self, params: dict) -> dict:
+        return {"input": params.get("input"), "sources": params.get("sources", "qm9,zinc"),
+                "conformer": ConformerParams(**params.get("conformer", {})).to_dict()}
+
     def load_inputs(self, params: dict):
         """QM9 + embedded ZINC SMILES (or a user file), in a fixed order that mixes the sources
         (sorted by a hash of the key), so ``--limit N`` takes a sample of both."""
@@ -87,11 +91,11 @@ class RandomConformers(ReleaseSpec):
         return {
             "atomic_numbers": z,
             "positions": positions,
-            "smiles": Chem.MolToSmiles(Chem.RemoveHs(mol)),
-            "parent_smiles": item.text,
-            "inchikey": inchikey,
-            "source": item.source,
-            "provenance": {
+            "meta": {
+                "smiles": Chem.MolToSmiles(Chem.RemoveHs(mol)),
+                "parent_smiles": item.text,
+                "inchikey": inchikey,
+                "source": item.source,
                 "seed": int(seed),
                 "truncation_steps": len(cuts),
                 "torsions_deg": torsions,
@@ -108,14 +112,12 @@ class RandomConformers(ReleaseSpec):
             "__key__": Value("string"),
             "__url__": Value("string"),
             "atomic_numbers.npy": List(Value("uint8")),
-            "inchikey.txt": Value("string"),
-            "parent_smiles.txt": Value("string"),
+            "meta.json": {"inchikey": Value("string"), "mmff_steps": Value("int64"),
+                          "noise_sigma_angstrom": Value("float64"), "parent_smiles": Value("string"),
+                          "scale": Value("float64"), "seed": Value("int64"), "smiles": Value("string"),
+                          "source": Value("string"), "torsions_deg": List(Value("float64")),
+                          "truncation_steps": Value("int64")},
             "positions.npy": Array2D(shape=(None, 3), dtype="float32"),
-            "provenance.json": {"mmff_steps": Value("int64"), "noise_sigma_angstrom": Value("float64"),
-                                "scale": Value("float64"), "seed": Value("int64"),
-                                "torsions_deg": List(Value("float64")), "truncation_steps": Value("int64")},
-            "smiles.txt": Value("string"),
-            "source.txt": Value("string"),
         })
 
     def card_body(self, manifest: dict) -> str:
@@ -146,10 +148,12 @@ there only happened when a methyl/OH rotor was present, its relaxation convergen
 inverted, and truncated fragments were not re-protonated. This release does what the paper
 describes.
 
-Fields: `atomic_numbers` (uint8, N), `positions` (float32, N x 3, Angstrom), `smiles` (the
-molecule as built), `parent_smiles` (the input), `inchikey` (identity used for the split),
-`source` (qm9 / zinc / file), `provenance` (seed, truncation steps, torsions set, MMFF steps,
-noise sigma, scale).
+Fields (three tar members per sample, for fast reading): `atomic_numbers.npy` (uint8, N),
+`positions.npy` (float32, N x 3, Angstrom) and `meta.json` with `smiles` (the molecule as
+built), `parent_smiles` (the input), `inchikey` (identity used for the split), `source` (qm9 /
+zinc / file name) and the provenance of every perturbation: `seed` (build seed; the sample's
+generator is seeded by (seed, key)), `truncation_steps`, `torsions_deg` (torsions set),
+`mmff_steps`, `noise_sigma_angstrom`, `scale`.
 """
 
 
