@@ -1,0 +1,1 @@
+"""Performance benchmarks (speed of builders components)."""

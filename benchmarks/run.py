@@ -1,0 +1,111 @@
+"""``python -m benchmarks.run --model NAME [--task T ...] [--seeds N] [--quick] [--out DIR]``
+
+Evaluates a model on benchmark tasks and writes one results JSON (+ predictions .npz) per
+task to ``--out`` (default ``results/``), then prints a table. Tasks default to every task the
+model can do (it has the methods the task needs).
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+import time
+from pathlib import Path
+
+from .protocol import load_model, num_parameters, resolve_model_target
+from .results import write_results
+from .tasks import TASKS, get_task
+
+
+def _parse_model_args(pairs: list[str]) -> dict:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--model-arg expects key=value, got {pair!r}")
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                continue
+        out[key] = value
+    return out
+
+
+def supported_tasks(model) -> list[str]:
+    """Tasks whose needed methods the model has."""
+    return [name for name, task in TASKS.items() if all(callable(getattr(model, m, None)) for m in task.needs)]
+
+
+def run_task(task_name: str, model, model_name: str, args) -> Path:
+    """Run one task and write its results file; returns the path."""
+    task = get_task(task_name)
+    missing = [m for m in task.needs if not callable(getattr(model, m, None))]
+    if missing:
+        raise ValueError(f"model {model_name!r} has no {', '.join(missing)}(): task {task_name!r} needs it")
+    module_name, _, fn_name = task.runner.partition(":")
+    runner = getattr(importlib.import_module(module_name), fn_name)
+    start = time.perf_counter()
+    out = runner(model, seeds=args.seeds, quick=args.quick, head=args.head, progress=not args.no_progress,
+                 root=args.root)
+    wall = time.perf_counter() - start
+    return write_results(args.out, task, model_name, resolve_model_target(args.model), num_parameters(model),
+                         out["protocol"], out["per_seed"], out["aggregate"], out["predictions"], wall,
+                         release=out.get("release"))
+
+
+def print_table(paths: list[Path]) -> None:
+    import json
+
+    print(f"{'task':28s} {'metric':20s} {'mean':>12s} {'std':>10s}  seeds  wall")
+    for path in paths:
+        doc = json.loads(Path(path).read_text())
+        task = doc["task"]
+        agg = doc["metrics"]["aggregate"]
+        primary = agg[task["primary_metric"]]
+        print(f"{task['name']:28s} {task['primary_metric']:20s} {primary['mean']:12.6g} {primary['std']:10.3g}  "
+              f"{len(doc['metrics']['per_seed']):5d}  {doc['wall_time_s']:.1f} s")
+        if "mae" in agg and isinstance(agg["mae"], dict):
+            for target, v in agg["mae"].items():
+                print(f"{'':28s} {'mae ' + target:20s} {v['mean']:12.6g} {v['std']:10.3g}")
+        print(f"{'':28s} -> {path}")
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[1])
+    ap.add_argument("--model", required=True, help="registered name or package.module:Class")
+    ap.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
+                    help="keyword argument for the model's constructor (repeatable)")
+    ap.add_argument("--task", action="append", default=None, choices=sorted(TASKS), help="task (repeatable)")
+    ap.add_argument("--seeds", type=int, default=3, help="seeds of the trained heads (default 3; leaderboard 5)")
+    ap.add_argument("--quick", action="store_true", help="small, fast subset of each task (smoke runs)")
+    ap.add_argument("--head", default="paper000", choices=("paper000", "paper002"), help="regression head preset")
+    ap.add_argument("--out", type=Path, default=Path("results"), help="results folder (default results/)")
+    ap.add_argument("--root", type=Path, default=Path("."), help="folder holding densegen/ releases (default .)")
+    ap.add_argument("--no-progress", action="store_true")
+    args = ap.parse_args(argv)
+    if args.seeds < 1:
+        ap.error("--seeds must be >= 1")
+    try:
+        model = load_model(args.model, **_parse_model_args(args.model_arg))
+    except (KeyError, ImportError, AttributeError, TypeError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    tasks = args.task or supported_tasks(model)
+    if not tasks:
+        print(f"error: model {args.model!r} supports no task (it needs embed/reconstruct methods)", file=sys.stderr)
+        return 2
+    paths = []
+    for name in tasks:
+        try:
+            paths.append(run_task(name, model, getattr(model, "name", args.model), args))
+        except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:
+            print(f"error in task {name}: {err}", file=sys.stderr)
+            return 1
+    print_table(paths)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

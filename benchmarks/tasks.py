@@ -1,0 +1,75 @@
+"""The task table, as data (like OGB's): every benchmark task, its data, split, protocol and metrics.
+
+A task = data + fixed split (a file with its sha256, or a release whose split is the project's
+identity hash) + protocol + metrics. ``python -m benchmarks.run`` and the leaderboard both
+read this table; a results file records the task version and split hash it was made with.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One benchmark task.
+
+    Attributes:
+        name: task id used on the command line and in results files.
+        version: bumped whenever data, split, protocol or metric definitions change.
+        input_kind: what a model consumes: ``"pointcloud"`` or ``"density"`` (or ``"any"``).
+        needs: the model methods the task calls (``embed``, ``reconstruct``, ``embed_posed``).
+        data: where the samples come from (a release name or ``"qm9pack"``).
+        split: how the split is fixed (file + sha256, or the release's identity-hash split).
+        split_sha256: sha256 of the split file's content (None for release splits: the
+            release manifest's shard hashes pin those).
+        primary_metric: the metric the leaderboard ranks by, and whether lower is better.
+        metrics: all metrics the task reports.
+        min_seeds_leaderboard: seeds a leaderboard entry needs.
+        protocol: a sentence on what is trained/evaluated.
+        quick: what ``--quick`` uses instead of the full task.
+    """
+
+    name: str
+    version: str
+    input_kind: str
+    needs: tuple[str, ...]
+    data: str
+    split: str
+    split_sha256: str | None
+    primary_metric: str
+    lower_is_better: bool
+    metrics: tuple[str, ...]
+    min_seeds_leaderboard: int
+    protocol: str
+    quick: str
+    runner: str
+    release_limits: dict = field(default_factory=dict)
+
+
+TASKS: dict[str, TaskSpec] = {
+    "qm9": TaskSpec(
+        name="qm9", version="1.0.0", input_kind="any", needs=("embed",), data="qm9pack==1.0.3 (130,831 molecules)",
+        split="benchmarks/splits/qm9-split-v1.txt.gz: the project's identity-hash split (80/10/10) of the InChIKey of each QM9 SMILES",
+        split_sha256="9bc5593b0ba9711525ef31d0c76724627e94637ef588f76910becbead9bdb809",
+        primary_metric="avg_mae", lower_is_better=True,
+        metrics=("mae[target] for the 12 targets", "avg_mae (plain average, as the seeds' tables)",
+                 "avg_mae_over_std (average of MAE / std of the target on train)"),
+        min_seeds_leaderboard=5,
+        protocol=("frozen embedding: model.embed -> standardization (train mean/std) -> one MLP head per target "
+                  "(L1 loss on standardized targets, Adam 1e-3, early stopping on validation MAE), several seeds"),
+        quick="2,000 train / 500 valid / 500 test molecules (the first of each split by gdb index), 1 seed, 30 epochs",
+        runner="benchmarks.task_qm9:run",
+    ),
+}
+
+
+def get_task(name: str) -> TaskSpec:
+    """The task called ``name``.
+
+    Raises:
+        KeyError: naming the unknown task and the known ones.
+    """
+    try:
+        return TASKS[name]
+    except KeyError:
+        raise KeyError(f"unknown task {name!r}; tasks: {', '.join(sorted(TASKS))}") from None
