@@ -60,6 +60,21 @@ TASKS: dict[str, TaskSpec] = {
         quick="2,000 train / 500 valid / 500 test molecules (the first of each split by gdb index), 1 seed, 30 epochs",
         runner="benchmarks.task_qm9:run",
     ),
+    "pointcloud-reconstruction": TaskSpec(
+        name="pointcloud-reconstruction", version="1.0.0", input_kind="pointcloud", needs=("reconstruct",),
+        data="qm9pack==1.0.3: the QM9 evaluation hold-out = molecules of the qm9 task's test split (13,215), optimized geometries with H",
+        split="benchmarks/splits/qm9-split-v1.txt.gz (test part)",
+        split_sha256="9bc5593b0ba9711525ef31d0c76724627e94637ef588f76910becbead9bdb809",
+        primary_metric="atomwise_mean_deviation", lower_is_better=True,
+        metrics=("atomwise_mean_deviation (Angstrom)", "molwise_mean_deviation (Angstrom)",
+                 "atomwise_matched_fraction", "molwise_matched_fraction"),
+        min_seeds_leaderboard=1,
+        protocol=("model.reconstruct -> Gaussian-mixture components; per atom, components within 0.5 in the joint "
+                  "space (xyz + type one-hot x 2) are pooled by weight; matched if |pooled weight - 1| < 0.25; "
+                  "deviation = |atom - weight-averaged pooled position| (Angstrom)"),
+        quick="the first 500 hold-out molecules by gdb index",
+        runner="benchmarks.task_pointcloud:run",
+    ),
 }
 
 
