@@ -71,7 +71,7 @@ def run(model, seeds: int = 3, quick: bool = False, head: str = "paper000", prog
         from dataclasses import replace
 
         cfg = replace(cfg, max_epochs=QUICK_EPOCHS, patience=10)
-    per_seed, preds, epochs = [], [], []
+    per_seed, preds = [], []
     train_std = y["train"].std(0)
     for seed in range(seeds):
         fit = fit_heads(emb["train"], y["train"], emb["valid"], y["valid"], emb["test"], cfg, seed,

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from .registry import RELEASES, get_release, release_names
+from .registry import get_release, release_names
 
 
 def _cmd_list(args) -> int:

@@ -238,21 +238,24 @@ def finalize(spec: ReleaseSpec, out: Path, chunks, records: dict, rejected, full
 
     shards = []
     wanted = set()
-    for split in SPLITS:
-        entries = by_split[split]
-        per = spec.samples_per_shard
-        groups = [entries[j:j + per] for j in range(0, len(entries), per)]
-        for n, group in enumerate(groups):
-            rel = Path("data") / split / f"{spec.name}-{split}-{n:06d}.tar"
-            wanted.add(rel.as_posix())
-            info = write_shard(out / rel, _members_for(units_dir, group))
-            shards.append({"path": rel.as_posix(), "split": split, "sha256": info["sha256"],
-                           "bytes": info["bytes"], "count": info["count"]})
-    data_dir = out / "data"
-    if data_dir.exists():
-        for old in data_dir.rglob("*.tar"):
-            if old.relative_to(out).as_posix() not in wanted:
-                old.unlink()
+    configs = spec.configs(full_params)
+    for cfg in configs:
+        for split in SPLITS:
+            entries = by_split[split]
+            per = spec.samples_per_shard
+            groups = [entries[j:j + per] for j in range(0, len(entries), per)]
+            stem = spec.name if cfg.default else f"{spec.name}-{cfg.name}"
+            for n, group in enumerate(groups):
+                rel = Path(cfg.folder) / split / f"{stem}-{split}-{n:06d}.tar"
+                wanted.add(rel.as_posix())
+                info = write_shard(out / rel, _members_for(units_dir, group, cfg.exclude))
+                shards.append({"path": rel.as_posix(), "config": cfg.name, "split": split, "sha256": info["sha256"],
+                               "bytes": info["bytes"], "count": info["count"]})
+    for folder in {cfg.folder for cfg in configs} | {"data"}:
+        if (out / folder).exists():
+            for old in (out / folder).rglob("*.tar"):
+                if old.relative_to(out).as_posix() not in wanted:
+                    old.unlink()
 
     failures = [{"key": None, "input": r.text, "source": r.source, "stage": r.stage, "reason": r.reason}
                 for r in rejected]
@@ -276,9 +279,14 @@ def finalize(spec: ReleaseSpec, out: Path, chunks, records: dict, rejected, full
         "build_identity": identity,
         "split_function": split_record(),
         "inputs": {"count": n_inputs, "processed": sum(len(c) for c in chunks), "sha256": identity["inputs_sha256"]},
-        "splits": {s: {"samples": sum(sh["count"] for sh in shards if sh["split"] == s),
-                       "shards": sum(1 for sh in shards if sh["split"] == s),
-                       "bytes": sum(sh["bytes"] for sh in shards if sh["split"] == s)} for s in SPLITS},
+        "configs": {c.name: {"folder": c.folder, "default": c.default, "excluded_fields": sorted(c.exclude),
+                             "splits": {s: {"shards": sum(1 for sh in shards if sh["config"] == c.name and sh["split"] == s),
+                                            "bytes": sum(sh["bytes"] for sh in shards if sh["config"] == c.name and sh["split"] == s)}
+                                        for s in SPLITS}} for c in configs},
+        "splits": {s: {"samples": len(by_split[s]),
+                       "shards": sum(1 for sh in shards if sh["split"] == s and sh["config"] == configs[0].name),
+                       "bytes": sum(sh["bytes"] for sh in shards if sh["split"] == s and sh["config"] == configs[0].name)}
+                   for s in SPLITS},
         "shards": shards,
         "failures": {"total": len(failures), "by_stage": dict(sorted(Counter(f["stage"] for f in failures).items())),
                      "file": FAILURES},
@@ -290,8 +298,9 @@ def finalize(spec: ReleaseSpec, out: Path, chunks, records: dict, rejected, full
     return manifest
 
 
-def _members_for(units_dir: Path, group):
-    """Yield (key, members) for the (unit index, key) entries of one shard, reading unit tars."""
+def _members_for(units_dir: Path, group, exclude=frozenset()):
+    """Yield (key, members) for the (unit index, key) entries of one shard, reading unit tars;
+    members of fields in ``exclude`` are left out."""
     by_unit: dict[int, list[str]] = {}
     for unit, key in group:
         by_unit.setdefault(unit, []).append(key)
@@ -300,7 +309,7 @@ def _members_for(units_dir: Path, group):
         tar_path, _ = unit_paths(units_dir, unit)
         for key, members in iter_tar_samples(tar_path):
             if key in keys:
-                yield key, members
+                yield key, [(sfx, data) for sfx, data in members if sfx.split(".", 1)[0] not in exclude]
 
 
 def summary_line(manifest: dict, out: Path) -> str:

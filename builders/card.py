@@ -14,8 +14,10 @@ CITATIONS = """\
 
 def card_metadata(spec, manifest: dict) -> dict:
     """The YAML header: license, tags, configs with data_files per split, declared features."""
-    splits = [s for s, v in manifest["splits"].items() if v["shards"] > 0]
+    splits = [s for s, v in manifest["splits"].items() if v["samples"] > 0]
     n = sum(v["samples"] for v in manifest["splits"].values())
+    configs = manifest.get("configs") or {"default": {"folder": "data", "default": True,
+                                                      "splits": {s: {"bytes": manifest["splits"][s]["bytes"]} for s in splits}}}
     size = ("n<1K" if n < 1_000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000
             else "100K<n<1M" if n < 1_000_000 else "1M<n<10M")
     return {
@@ -23,11 +25,13 @@ def card_metadata(spec, manifest: dict) -> dict:
         "pretty_name": spec.pretty_name or spec.name,
         "tags": list(spec.tags),
         "size_categories": [size],
-        "configs": [{"config_name": "default", "default": True,
-                     "data_files": [{"split": s, "path": f"data/{s}/*.tar"} for s in splits]}],
-        "dataset_info": {"config_name": "default", "features": spec.features()._to_yaml_list(),
-                         "splits": [{"name": s, "num_bytes": manifest["splits"][s]["bytes"],
-                                     "num_examples": manifest["splits"][s]["samples"]} for s in splits]},
+        "configs": [{"config_name": name, **({"default": True} if cfg["default"] else {}),
+                     "data_files": [{"split": s, "path": f"{cfg['folder']}/{s}/*.tar"} for s in splits]}
+                    for name, cfg in configs.items()],
+        "dataset_info": [{"config_name": name, "features": spec.features(name)._to_yaml_list(),
+                          "splits": [{"name": s, "num_bytes": cfg["splits"][s]["bytes"],
+                                      "num_examples": manifest["splits"][s]["samples"]} for s in splits]}
+                         for name, cfg in configs.items()],
     }
 
 

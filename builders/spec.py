@@ -22,6 +22,23 @@ class Input:
 
 
 @dataclass(frozen=True)
+class ConfigSpec:
+    """A configuration of a release (a Hugging Face dataset config): which fields its shards hold.
+
+    Attributes:
+        name: config name (``default``, ``compact``, ``grid``...).
+        folder: top folder of its shards (``data`` for the default config).
+        exclude: field names left out of this config's shards.
+        default: whether ``load_dataset`` picks it when no config is named.
+    """
+
+    name: str
+    folder: str
+    exclude: frozenset = frozenset()
+    default: bool = False
+
+
+@dataclass(frozen=True)
 class InputFailure:
     """An input rejected before processing (empty line, duplicate, undecodable bytes)."""
 
@@ -69,9 +86,14 @@ class ReleaseSpec(ABC):
         ``meta`` dict of strings and numbers (stored as ``meta.json``) that must hold
         ``inchikey``, the split identity. Few members per sample keep reading fast."""
 
+    def configs(self, params: dict) -> list[ConfigSpec]:
+        """The release's configs (default: one, ``default``, with every field, under ``data/``)."""
+        return [ConfigSpec("default", "data", frozenset(), True)]
+
     @abstractmethod
-    def features(self):
-        """The `datasets.Features` of one sample (field names with extensions, plus __key__/__url__)."""
+    def features(self, config: str = "default"):
+        """The `datasets.Features` of one sample of ``config`` (field names with extensions,
+        plus __key__/__url__)."""
 
     def card_body(self, manifest: dict) -> str:
         """Release-specific Markdown for the generated dataset card (how it was built, caveats)."""

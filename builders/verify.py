@@ -5,7 +5,7 @@ import json
 from pathlib import Path
 
 from .encoding import decode_member
-from .splits import SPLITS, assign_split
+from .splits import assign_split
 from .tario import iter_tar_samples, sha256_file
 
 
@@ -28,13 +28,15 @@ def verify_release(path: Path) -> list[str]:
         return [f"{manifest_path}: unreadable ({err})"]
 
     listed = {sh["path"] for sh in manifest.get("shards", [])}
-    for extra in sorted(p.relative_to(path).as_posix() for p in (path / "data").rglob("*.tar")) if (path / "data").exists() else []:
+    folders = {c.get("folder", "data") for c in manifest.get("configs", {}).values()} | {"data"}
+    on_disk = sorted(p.relative_to(path).as_posix() for f in folders if (path / f).is_dir() for p in (path / f).rglob("*.tar"))
+    for extra in on_disk:
         if extra not in listed:
             problems.append(f"{extra}: shard on disk but not in manifest.json")
 
     split_of_identity: dict[str, str] = {}
-    keys: dict[str, str] = {}
-    counts = {s: 0 for s in SPLITS}
+    keys: dict[tuple, str] = {}
+    counts: dict[tuple, int] = {}
     for sh in manifest.get("shards", []):
         shard = path / sh["path"]
         if not shard.is_file():
@@ -47,13 +49,14 @@ def verify_release(path: Path) -> list[str]:
         if digest != sh["sha256"]:
             problems.append(f"{sh['path']}: sha256 {digest[:16]}... does not match manifest {sh['sha256'][:16]}...")
         split = sh["split"]
+        config = sh.get("config", "default")
         n = 0
         try:
             for key, members in iter_tar_samples(shard):
                 n += 1
-                if key in keys:
-                    problems.append(f"{sh['path']}: sample {key!r} also in {keys[key]}")
-                keys[key] = sh["path"]
+                if (config, key) in keys:
+                    problems.append(f"{sh['path']}: sample {key!r} also in {keys[(config, key)]}")
+                keys[(config, key)] = sh["path"]
                 meta = next((decode_member(s, d)[1] for s, d in members if s == "meta.json"), {})
                 ik = meta.get("inchikey") if isinstance(meta, dict) else None
                 if ik is None:
@@ -69,8 +72,10 @@ def verify_release(path: Path) -> list[str]:
             continue
         if n != sh["count"]:
             problems.append(f"{sh['path']}: {n} samples, manifest says {sh['count']}")
-        counts[split] += n
-    for split, info in manifest.get("splits", {}).items():
-        if counts.get(split, 0) != info["samples"] and not any(p.startswith("data/") for p in problems):
-            problems.append(f"split {split}: {counts.get(split, 0)} samples, manifest says {info['samples']}")
+        counts[(config, split)] = counts.get((config, split), 0) + n
+    for config in {sh.get("config", "default") for sh in manifest.get("shards", [])}:
+        for split, info in manifest.get("splits", {}).items():
+            if counts.get((config, split), 0) != info["samples"] and not problems:
+                problems.append(f"config {config}, split {split}: {counts.get((config, split), 0)} samples, "
+                                f"manifest says {info['samples']}")
     return problems

@@ -11,7 +11,7 @@ from ..chem.random_conformer import ConformerParams, build_fragment, min_distanc
 from ..failures import MoleculeFailure
 from ..identity import inchikey_of
 from ..sources import qm9_inputs, smiles_file_inputs, zinc_inputs
-from ..spec import Input, InputFailure, ReleaseSpec
+from ..spec import Input, ReleaseSpec
 from ..splits import assign_split
 
 
@@ -105,7 +105,7 @@ class RandomConformers(ReleaseSpec):
             },
         }
 
-    def features(self):
+    def features(self, config: str = "default"):
         from datasets import Array2D, Features, List, Value
 
         return Features({
