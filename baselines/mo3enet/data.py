@@ -1,0 +1,66 @@
+"""Batching of typed point clouds (molecules) for Mo3ENet."""
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from .config import ELEMENTS
+
+
+def collate_point_clouds(samples: Sequence[dict]) -> dict:
+    """Concatenate molecules into one flat batch.
+
+    Args:
+        samples: B dicts, each with ``"atomic_numbers"`` (N,) integer array (H, C, N, O, F only)
+            and ``"positions"`` (N, 3) float array in Angstrom.
+
+    Returns:
+        dict with ``z`` (sum N,) long atomic numbers, ``pos`` (sum N, 3) float32 Angstrom,
+        ``batch`` (sum N,) long molecule index, ``num_atoms`` (B,) long.
+
+    Raises:
+        ValueError: naming the sample index, for an empty molecule, a shape mismatch or an
+            element outside H, C, N, O, F.
+    """
+    if len(samples) == 0:
+        raise ValueError("collate_point_clouds: got an empty list of samples")
+    zs, ps, counts = [], [], []
+    allowed = np.array(ELEMENTS)
+    for k, s in enumerate(samples):
+        z = np.asarray(s["atomic_numbers"]).astype(np.int64).reshape(-1)
+        p = np.asarray(s["positions"], dtype=np.float32)
+        if z.size == 0:
+            raise ValueError(f"sample {k}: molecule has no atoms")
+        if p.shape != (z.size, 3):
+            raise ValueError(f"sample {k}: positions shape {p.shape} does not match "
+                             f"{z.size} atomic numbers (expected ({z.size}, 3))")
+        bad = ~np.isin(z, allowed)
+        if bad.any():
+            raise ValueError(f"sample {k}: elements {sorted(set(z[bad].tolist()))} not supported "
+                             f"(Mo3ENet types are Z in {list(ELEMENTS)})")
+        if not np.isfinite(p).all():
+            raise ValueError(f"sample {k}: positions contain NaN or inf")
+        zs.append(z)
+        ps.append(p)
+        counts.append(z.size)
+    num_atoms = torch.tensor(counts, dtype=torch.long)
+    return {
+        "z": torch.from_numpy(np.concatenate(zs)),
+        "pos": torch.from_numpy(np.concatenate(ps)),
+        "batch": torch.repeat_interleave(torch.arange(len(samples)), num_atoms),
+        "num_atoms": num_atoms,
+    }
+
+
+def types_from_atomic_numbers(z: torch.Tensor) -> torch.Tensor:
+    """Atomic numbers (n,) long -> type index (n,) long in [0, 5) for H, C, N, O, F.
+
+    Raises ValueError for any other element.
+    """
+    lut = torch.full((max(ELEMENTS) + 1,), -1, dtype=torch.long, device=z.device)
+    lut[torch.tensor(ELEMENTS, device=z.device)] = torch.arange(len(ELEMENTS), device=z.device)
+    if (z < 0).any() or (z > max(ELEMENTS)).any() or (lut[z.clamp(0, max(ELEMENTS))] < 0).any():
+        raise ValueError(f"atomic numbers outside {list(ELEMENTS)} in batch")
+    return lut[z]

@@ -1,0 +1,368 @@
+"""Train the Mo3ENet autoencoder on a stream of molecules.
+
+CLI::
+
+    python -m baselines.mo3enet.train --preset small --release PATH [--resume CKPT] [--out DIR]
+        [--max-steps N] [--max-minutes M] [--batch-size B] [--device cpu|cuda] [--threads T]
+
+The core loop :func:`train` takes any re-iterable of samples (dicts with ``atomic_numbers`` and
+``positions`` in A); each pass over it is one epoch.
+
+Optimizer: AdamW (weight decay 0.005). Learning rate (per step, :func:`learning_rate`): geometric
+ramp ``lr_start`` (1e-4) -> ``lr_peak`` (1e-3) over ``lr_warmup_steps`` (paper preset 2000, small
+200), then geometric decay to ``lr_end`` (1e-6) over ``lr_decay_steps`` (paper 200k, small 20k),
+then constant. Gradient norm clipped at 1. bfloat16 autocast on CUDA (loss in float32).
+
+Outputs in ``out_dir``: ``checkpoints/step_NNNNNNNN/`` (``model.safetensors`` weights,
+``state.pt`` optimizer / step / sigma / RNG / data position as plain tensors and dicts,
+``config.json``), ``checkpoints/latest`` (name of the newest), ``metrics.jsonl`` (one record per
+step) and ``training_curves.png`` (loss and sigma). Resuming from a checkpoint continues with
+the same loss sequence as an uninterrupted run (deterministic on CPU).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Iterable
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .config import Mo3ENetConfig, get_config
+from .data import collate_point_clouds, types_from_atomic_numbers
+from .loss import SigmaSchedule, add_position_noise, reconstruction_loss
+from .model import Mo3ENet, center_positions
+
+CHECKPOINT_DIR = "checkpoints"
+
+
+def learning_rate(step: int, cfg) -> float:
+    """Learning rate at optimizer step ``step`` (0-based) for a TrainConfig ``cfg``."""
+    if step < cfg.lr_warmup_steps:
+        return cfg.lr_start * (cfg.lr_peak / cfg.lr_start) ** (step / cfg.lr_warmup_steps)
+    t = step - cfg.lr_warmup_steps
+    if t < cfg.lr_decay_steps:
+        return cfg.lr_peak * (cfg.lr_end / cfg.lr_peak) ** (t / cfg.lr_decay_steps)
+    return cfg.lr_end
+
+
+class SampleStream:
+    """Endless batches from a re-iterable of samples, with a resumable position.
+
+    ``position`` = {"epoch": passes completed, "index": samples consumed in the current pass}.
+    """
+
+    def __init__(self, samples: Iterable[dict], batch_size: int, position: dict | None = None):
+        self.samples = samples
+        self.batch_size = batch_size
+        self.position = dict(position or {"epoch": 0, "index": 0})
+        self._it = None
+
+    def _open(self):
+        self._it = iter(self.samples)
+        for _ in range(self.position["index"]):       # skip what a previous run consumed
+            next(self._it)
+
+    def next_batch(self) -> list[dict]:
+        """Return the next ``batch_size`` samples, starting a new pass when one ends."""
+        if self._it is None:
+            self._open()
+        out = []
+        empty_passes = 0
+        while len(out) < self.batch_size:
+            try:
+                out.append(next(self._it))
+                self.position["index"] += 1
+                empty_passes = 0
+            except StopIteration:
+                if self.position["index"] == 0:
+                    empty_passes += 1
+                    if empty_passes > 1:
+                        raise ValueError("training data is empty: the sample iterable yielded nothing")
+                self.position = {"epoch": self.position["epoch"] + 1, "index": 0}
+                self._it = iter(self.samples)
+        return out
+
+
+def batch_to(batch: dict, device) -> dict:
+    return {k: v.to(device) for k, v in batch.items()}
+
+
+def compute_loss(model: Mo3ENet, batch: dict, sigma: float, cfg: Mo3ENetConfig,
+                 noise_generator: torch.Generator | None = None, amp: bool = False):
+    """Forward + loss for one collated batch (noise added when a generator is given).
+
+    Returns (loss tensor, stats dict, model output dict).
+    """
+    pos = batch["pos"].to(next(model.parameters()).dtype)
+    if noise_generator is not None:
+        pos = add_position_noise(pos, cfg.loss.position_noise, noise_generator)
+    batch = dict(batch, pos=pos)
+    num_graphs = int(batch["num_atoms"].shape[0])
+    with torch.autocast(device_type="cuda", dtype=torch.bfloat16, enabled=amp):
+        out = model(batch)
+    decoded = {k: out[k].float() if amp else out[k] for k in ("positions", "type_probs", "weights")}
+    centred = center_positions(pos, batch["batch"], num_graphs)
+    loss, stats = reconstruction_loss(centred, types_from_atomic_numbers(batch["z"]), batch["batch"],
+                                      batch["num_atoms"], decoded, sigma, cfg.loss)
+    return loss, stats, out
+
+
+# ----------------------------------------------------------------------------- checkpoints
+def save_checkpoint(out_dir: Path, model, optimizer, sigma: SigmaSchedule, step: int,
+                    stream: SampleStream, noise_generator: torch.Generator,
+                    cfg: Mo3ENetConfig, keep: int = 2) -> Path:
+    """Write ``checkpoints/step_{step:08d}`` atomically (temp dir + rename) and update ``latest``."""
+    root = Path(out_dir) / CHECKPOINT_DIR
+    root.mkdir(parents=True, exist_ok=True)
+    final = root / f"step_{step:08d}"
+    tmp = root / f".tmp_step_{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
+              str(tmp / "model.safetensors"))
+    state = {
+        "step": step,
+        "optimizer": optimizer.state_dict(),
+        "sigma": sigma.state_dict(),
+        "data_position": dict(stream.position),
+        "noise_rng": noise_generator.get_state(),
+        "torch_rng": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda_rng"] = torch.cuda.get_rng_state_all()
+    torch.save(state, tmp / "state.pt")
+    (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
+    shutil.rmtree(final, ignore_errors=True)
+    os.replace(tmp, final)
+    latest_tmp = root / ".latest.tmp"
+    latest_tmp.write_text(final.name)
+    os.replace(latest_tmp, root / "latest")
+    old = sorted(p for p in root.glob("step_*") if p.is_dir())
+    for p in old[:-keep]:
+        shutil.rmtree(p, ignore_errors=True)
+    return final
+
+
+def resolve_checkpoint(path) -> Path:
+    """Accept a checkpoint dir, a ``checkpoints`` dir or a training out dir; return the step dir."""
+    p = Path(path)
+    for cand in (p, p / CHECKPOINT_DIR):
+        if (cand / "model.safetensors").is_file():
+            return cand
+        if (cand / "latest").is_file():
+            return cand / (cand / "latest").read_text().strip()
+    raise FileNotFoundError(f"no Mo3ENet checkpoint found at {path} "
+                            "(expected model.safetensors + state.pt, or a 'latest' file)")
+
+
+def load_config(checkpoint) -> Mo3ENetConfig:
+    """The config stored with a checkpoint."""
+    ck = resolve_checkpoint(checkpoint)
+    return Mo3ENetConfig.from_dict(json.loads((ck / "config.json").read_text()))
+
+
+def load_model(checkpoint, device="cpu") -> Mo3ENet:
+    """Build a Mo3ENet from a checkpoint's config and safetensors weights (eval mode)."""
+    ck = resolve_checkpoint(checkpoint)
+    model = Mo3ENet(load_config(ck).model)
+    model.load_state_dict(load_file(str(ck / "model.safetensors")))
+    return model.to(device).eval()
+
+
+# ----------------------------------------------------------------------------- curves
+def _read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_curves(metrics: list[dict], path: Path) -> None:
+    """PNG with total / reconstruction loss (log scale) and sigma versus step."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    if not metrics:
+        return
+    steps = [m["step"] for m in metrics]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 3.8))
+    a.plot(steps, [m["loss"] for m in metrics], label="total", lw=0.8)
+    a.plot(steps, [m["reconstruction"] for m in metrics], label="reconstruction", lw=0.8)
+    a.set_yscale("log")
+    a.set_xlabel("step")
+    a.set_ylabel("loss")
+    a.legend()
+    b.plot(steps, [m["sigma"] for m in metrics], color="C2")
+    b.set_xlabel("step")
+    b.set_ylabel("sigma (A)")
+    fig.tight_layout()
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+# ----------------------------------------------------------------------------- loop
+def train(config: Mo3ENetConfig, sample_iterable: Iterable[dict], out_dir, max_steps: int,
+          resume=None, device: str = "cpu", max_minutes: float | None = None,
+          progress: bool = False) -> list[dict]:
+    """Train until ``max_steps`` optimizer steps in total (or ``max_minutes`` of wall time).
+
+    Args:
+        config: full configuration (on resume the checkpoint's stored config should be passed).
+        sample_iterable: re-iterable of sample dicts (``atomic_numbers`` (N,), ``positions``
+            (N, 3) A); iterated again for each epoch.
+        out_dir: folder for checkpoints, metrics.jsonl and training_curves.png.
+        max_steps: total number of optimizer steps (including those before a resume).
+        resume: checkpoint path (see :func:`resolve_checkpoint`) or None.
+        device: "cpu" or "cuda".
+        max_minutes: optional wall-clock budget for this call.
+
+    Returns:
+        The metric records (dicts) of the steps run in this call.
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tc = config.train
+    torch.manual_seed(tc.seed)
+    model = Mo3ENet(config.model).to(device)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=tc.lr_start, weight_decay=tc.weight_decay)
+    sigma = SigmaSchedule(config.loss)
+    noise_gen = torch.Generator().manual_seed(tc.seed + 1)
+    step, position = 0, None
+    metrics_path = out_dir / "metrics.jsonl"
+    if resume is not None:
+        ck = resolve_checkpoint(resume)
+        model.load_state_dict(load_file(str(ck / "model.safetensors"), device=str(device)))
+        state = torch.load(ck / "state.pt", weights_only=True, map_location=device)
+        optimizer.load_state_dict(state["optimizer"])
+        sigma.load_state_dict(state["sigma"])
+        noise_gen.set_state(state["noise_rng"].cpu())
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if "cuda_rng" in state and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        step, position = int(state["step"]), state["data_position"]
+        kept = [m for m in _read_metrics(metrics_path) if m["step"] <= step]
+        metrics_path.write_text("".join(json.dumps(m) + "\n" for m in kept))
+    elif metrics_path.exists():
+        metrics_path.unlink()
+    stream = SampleStream(sample_iterable, tc.batch_size, position)
+    amp = tc.amp and str(device).startswith("cuda")
+    model.train()
+    records = []
+    t_start = time.perf_counter()
+    last_ckpt = step
+    bar = None
+    if progress:
+        from tqdm import tqdm
+        bar = tqdm(total=max_steps, initial=step, desc="mo3enet", mininterval=5)
+    with metrics_path.open("a") as log:
+        while step < max_steps:
+            if max_minutes is not None and time.perf_counter() - t_start > 60 * max_minutes:
+                break
+            t0 = time.perf_counter()
+            samples = stream.next_batch()
+            batch = batch_to(collate_point_clouds(samples), device)
+            lr = learning_rate(step, tc)
+            for g in optimizer.param_groups:
+                g["lr"] = lr
+            loss, stats, _ = compute_loss(model, batch, sigma.sigma, config, noise_gen, amp)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"non-finite loss at step {step}: {stats}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            grad_norm = torch.nn.utils.clip_grad_norm_(model.parameters(), tc.grad_clip)
+            optimizer.step()
+            used_sigma = sigma.sigma
+            sigma.step(stats["reconstruction"], stats["self_overlap_excess"])
+            step += 1
+            dt = time.perf_counter() - t0
+            rec = {"step": step, "loss": loss.item(), **stats, "sigma": used_sigma, "lr": lr,
+                   "grad_norm": float(grad_norm), "molecules_per_s": len(samples) / dt,
+                   "epoch": stream.position["epoch"]}
+            records.append(rec)
+            if step % tc.log_every == 0:
+                log.write(json.dumps(rec) + "\n")
+            if bar is not None:
+                bar.update(1)
+                bar.set_postfix(loss=f"{rec['loss']:.4f}", sigma=f"{used_sigma:.3f}")
+            if step % tc.checkpoint_every == 0:
+                log.flush()
+                save_checkpoint(out_dir, model, optimizer, sigma, step, stream, noise_gen, config)
+                plot_curves(_read_metrics(metrics_path), out_dir / "training_curves.png")
+                last_ckpt = step
+    if bar is not None:
+        bar.close()
+    if step != last_ckpt or not (out_dir / CHECKPOINT_DIR / "latest").exists():
+        save_checkpoint(out_dir, model, optimizer, sigma, step, stream, noise_gen, config)
+    plot_curves(_read_metrics(metrics_path), out_dir / "training_curves.png")
+    return records
+
+
+class ReleaseSamples:
+    """Re-iterable view of a release split (each iteration re-opens the reader)."""
+
+    def __init__(self, path: str, split: str = "train"):
+        self.path, self.split = path, split
+
+    def __iter__(self):
+        from builders.reader import iter_release  # lazy: the reader lives in builders
+        return iter(iter_release(self.path, split=self.split))
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(prog="python -m baselines.mo3enet.train",
+                                description="Train the Mo3ENet point-cloud autoencoder.")
+    p.add_argument("--preset", choices=["small", "paper"], default="small")
+    p.add_argument("--release", required=True, help="release folder (point-cloud samples)")
+    p.add_argument("--split", default="train")
+    p.add_argument("--resume", default=None, help="checkpoint dir or previous --out dir")
+    p.add_argument("--out", default="runs/mo3enet")
+    p.add_argument("--max-steps", type=int, default=10000)
+    p.add_argument("--max-minutes", type=float, default=None)
+    p.add_argument("--batch-size", type=int, default=None)
+    p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch CPU threads (1 is fastest on a busy 2-core machine)")
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if not Path(args.release).exists():
+        print(f"error: release path {args.release} does not exist", file=sys.stderr)
+        return 2
+    if args.device == "cuda" and not torch.cuda.is_available():
+        print("error: --device cuda requested but CUDA is not available", file=sys.stderr)
+        return 2
+    if args.resume:
+        cfg = load_config(args.resume)
+        if cfg.preset != args.preset:
+            print(f"note: resuming a '{cfg.preset}' checkpoint; --preset {args.preset} ignored",
+                  file=sys.stderr)
+    else:
+        cfg = get_config(args.preset)
+    if args.batch_size:
+        cfg.train.batch_size = args.batch_size
+    t0 = time.perf_counter()
+    recs = train(cfg, ReleaseSamples(args.release, args.split), args.out, args.max_steps,
+                 resume=args.resume, device=args.device, max_minutes=args.max_minutes,
+                 progress=True)
+    dt = time.perf_counter() - t0
+    if recs:
+        n = sum(cfg.train.batch_size for _ in recs)
+        last = recs[-1]
+        print(f"mo3enet: {len(recs)} steps to step {last['step']} in {dt:.0f} s "
+              f"({n / dt:.1f} molecules/s), loss {last['loss']:.4f}, sigma {last['sigma']:.3f} A; "
+              f"checkpoint in {Path(args.out) / CHECKPOINT_DIR}")
+    else:
+        print(f"mo3enet: nothing to do (already at step >= {args.max_steps})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
