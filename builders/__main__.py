@@ -12,7 +12,8 @@ from .registry import get_release, release_names
 def _cmd_list(args) -> int:
     for name in release_names():
         spec = get_release(name)
-        print(f"{name:24s} v{spec.version:8s} {spec.summary.split('. ')[0]}.")
+        first = spec.summary.split(". ")[0].rstrip(".")
+        print(f"{name:20s} v{spec.version:7s} {first[:110] + ('...' if len(first) > 110 else '')}")
     return 0
 
 

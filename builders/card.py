@@ -28,7 +28,7 @@ def card_metadata(spec, manifest: dict) -> dict:
         "configs": [{"config_name": name, **({"default": True} if cfg["default"] else {}),
                      "data_files": [{"split": s, "path": f"{cfg['folder']}/{s}/*.tar"} for s in splits]}
                     for name, cfg in configs.items()],
-        "dataset_info": [{"config_name": name, "features": spec.features(name)._to_yaml_list(),
+        "dataset_info": [{"config_name": name, "features": spec.features(name, manifest["parameters"])._to_yaml_list(),
                           "splits": [{"name": s, "num_bytes": cfg["splits"][s]["bytes"],
                                       "num_examples": manifest["splits"][s]["samples"]} for s in splits]}
                          for name, cfg in configs.items()],

@@ -5,6 +5,8 @@ import importlib
 
 RELEASES = {
     "random-conformers": "builders.releases.random_conformers:RandomConformers",
+    "pubchem-hf-density": "builders.releases.density:PubChemHFDensity",
+    "qm9-hf-density": "builders.releases.density:QM9HFDensity",
 }
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import hashlib
 import importlib.util
 import io
 from functools import lru_cache
@@ -14,6 +15,11 @@ ZINC_FILES = ("zinc_train10k.csv", "zinc_test.csv")
 PUBCHEM_FILE = "pubchemqc2019_nocharge.smi"
 QM9_PARTS = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
 QM9_COUNT = 130_831
+
+
+def stable_int(text: str) -> int:
+    """A 64-bit integer from the sha256 of ``text``: per-sample seeds that never depend on order."""
+    return int.from_bytes(hashlib.sha256(text.encode("utf-8")).digest()[:8], "big")
 
 
 def qm9_data_dir() -> Path:

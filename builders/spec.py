@@ -91,9 +91,9 @@ class ReleaseSpec(ABC):
         return [ConfigSpec("default", "data", frozenset(), True)]
 
     @abstractmethod
-    def features(self, config: str = "default"):
-        """The `datasets.Features` of one sample of ``config`` (field names with extensions,
-        plus __key__/__url__)."""
+    def features(self, config: str = "default", params: dict | None = None):
+        """The `datasets.Features` of one sample of ``config`` built with ``params`` (field
+        names with extensions, plus __key__/__url__)."""
 
     def card_body(self, manifest: dict) -> str:
         """Release-specific Markdown for the generated dataset card (how it was built, caveats)."""

@@ -10,15 +10,14 @@ from rdkit import Chem
 from ..chem.random_conformer import ConformerParams, build_fragment, min_distance, perturb, relax, spin_rotatable_bonds
 from ..failures import MoleculeFailure
 from ..identity import inchikey_of
-from ..sources import qm9_inputs, smiles_file_inputs, zinc_inputs
+from ..sources import qm9_inputs, smiles_file_inputs, stable_int, zinc_inputs
 from ..spec import Input, ReleaseSpec
 from ..splits import assign_split
 
 
 def molecule_rng(seed: int, key: str) -> np.random.Generator:
     """The random generator of one sample: a function of (build seed, sample key) only."""
-    k = int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big")
-    return np.random.default_rng(np.random.SeedSequence([int(seed), k]))
+    return np.random.default_rng(np.random.SeedSequence([int(seed), stable_int(key)]))
 
 
 def _order_key(item: Input) -> str:
@@ -105,7 +104,7 @@ class RandomConformers(ReleaseSpec):
             },
         }
 
-    def features(self, config: str = "default"):
+    def features(self, config: str = "default", params: dict | None = None):
         from datasets import Array2D, Features, List, Value
 
         return Features({
