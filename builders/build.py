@@ -83,11 +83,18 @@ def run_unit(task: UnitTask) -> dict:
     for item in task.inputs:
         start = time.perf_counter()
         try:
-            fields = spec.process(item, task.params, task.seed)
-            timings = fields.pop("_timings", {})
-            inchikey = fields["meta"]["inchikey"]
-            split = assign_split(inchikey)
-            members = encode_sample(fields)
+            built = spec.process(item, task.params, task.seed)
+            many = isinstance(built, list)
+            outputs = built if many else [("", built)]
+            encoded = []
+            for suffix, fields in outputs:
+                timings = fields.pop("_timings", {})
+                for stage, seconds in timings.items():
+                    stage_seconds[stage] += seconds
+                inchikey = fields["meta"]["inchikey"]
+                key = f"{item.key}-{suffix}" if many else item.key
+                encoded.append((key, encode_sample(fields), {"key": key, "split": assign_split(inchikey),
+                                                           "inchikey": inchikey}))
         except MoleculeFailure as err:
             failures.append({"key": item.key, "input": item.text, "source": item.source,
                              "stage": err.stage, "reason": err.reason})
@@ -99,10 +106,9 @@ def run_unit(task: UnitTask) -> dict:
             continue
         finally:
             stage_seconds["total"] += time.perf_counter() - start
-        for stage, seconds in timings.items():
-            stage_seconds[stage] += seconds
-        samples.append((item.key, members))
-        records.append({"key": item.key, "split": split, "inchikey": inchikey})
+        for key, members, record in encoded:
+            samples.append((key, members))
+            records.append(record)
     tar_path, json_path = unit_paths(Path(task.units_dir), task.index)
     info = write_shard(tar_path, samples)
     record = {"index": task.index, "inputs": [i.key for i in task.inputs], "samples": records,

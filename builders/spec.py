@@ -84,7 +84,11 @@ class ReleaseSpec(ABC):
     def process(self, item: Input, params: dict, seed: int) -> dict:
         """Build one sample. Returns its fields: arrays (numpy, stored as ``.npy``) and one
         ``meta`` dict of strings and numbers (stored as ``meta.json``) that must hold
-        ``inchikey``, the split identity. Few members per sample keep reading fast."""
+        ``inchikey``, the split identity. Few members per sample keep reading fast.
+
+        A release that makes several samples per input returns a list of (suffix, fields)
+        instead; their keys are ``<input key>-<suffix>`` (suffix: letters, digits, '_', '-').
+        An optional ``_timings`` dict (stage -> seconds) is summed into the manifest."""
 
     def configs(self, params: dict) -> list[ConfigSpec]:
         """The release's configs (default: one, ``default``, with every field, under ``data/``)."""
