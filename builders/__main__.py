@@ -45,6 +45,37 @@ def _cmd_verify(args) -> int:
     return 0
 
 
+def _cmd_preview(args) -> int:
+    from .preview import preview
+
+    try:
+        out = preview(args.path, args.key, args.out)
+        if args.distributions:
+            from .crystals.preview import plot_distributions
+
+            plot_distributions(args.path, args.distributions)
+    except (KeyError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {out}")
+    return 0
+
+
+def _cmd_export_cube(args) -> int:
+    from .cube import export_cube
+    from .reader import find_sample
+
+    try:
+        sample = find_sample(args.path, args.key)
+        shape = tuple(args.shape) if args.shape else None
+        export_cube(sample, args.out, shape=shape)
+    except (KeyError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.out}")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(prog="python -m builders", description="Build, verify and list densegen releases.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -71,6 +102,21 @@ def main(argv=None) -> int:
     p_verify = sub.add_parser("verify", help="re-hash shards, re-count samples, check split disjointness")
     p_verify.add_argument("path", type=Path, help="release folder, e.g. densegen/random-conformers")
     p_verify.set_defaults(func=_cmd_verify)
+
+    p_prev = sub.add_parser("preview", help="draw one sample (density slices, crystal unit cell) to a PNG")
+    p_prev.add_argument("path", type=Path, help="release folder")
+    p_prev.add_argument("key", help="sample key")
+    p_prev.add_argument("out", type=Path, help="output PNG")
+    p_prev.add_argument("--distributions", type=Path, default=None,
+                        help="p1-crystals: also write the energy / packing-coefficient distributions to this PNG")
+    p_prev.set_defaults(func=_cmd_preview)
+
+    p_cube = sub.add_parser("export-cube", help="render a density sample to a Gaussian cube file")
+    p_cube.add_argument("path", type=Path, help="density release folder")
+    p_cube.add_argument("key", help="sample key")
+    p_cube.add_argument("out", type=Path, help="output .cube")
+    p_cube.add_argument("--shape", type=int, nargs=3, default=None, help="grid points per axis (default: the sample's frame)")
+    p_cube.set_defaults(func=_cmd_export_cube)
 
     args = parser.parse_args(argv)
     return args.func(args)

@@ -97,3 +97,26 @@ def webdataset_pipeline(path: Path, split: str = "train"):
 
     urls = [str(p) for p in release_shards(path, split)]
     return wds.WebDataset(urls, shardshuffle=False, empty_check=False).decode()
+
+
+def find_sample(path: Path, key: str, config: str | None = None) -> dict:
+    """The decoded sample with ``key`` (searching every split of one config).
+
+    Args:
+        config: config name (default: the release's default config).
+    Raises:
+        KeyError: naming the key and the release when no sample has it.
+    """
+    manifest = read_manifest(path)
+    configs = manifest.get("configs") or {"default": {"default": True}}
+    if config is None:
+        config = next((name for name, c in configs.items() if c.get("default")), next(iter(configs)))
+    if config not in configs:
+        raise KeyError(f"{path} has no config {config!r}; it has {sorted(configs)}")
+    for sh in manifest["shards"]:
+        if sh.get("config", "default") != config:
+            continue
+        for k, members in iter_tar_samples(Path(path) / sh["path"]):
+            if k == key:
+                return decode_sample(k, members)
+    raise KeyError(f"no sample {key!r} in {path} (config {config})")

@@ -8,6 +8,15 @@
         batch["z"], batch["pos"], batch["batch"], batch["num_atoms"]   # flat layout
         batch["z_padded"], batch["pos_padded"], batch["mask"]         # padded layout
 
+Density releases (grids rendered on the fly from the density matrices, or the stored grids of
+the ``grid`` config), with the seed's log(rho+1) transform as an option:
+
+    from builders.torch_data import ReleaseIterableDataset, RenderDensity, collate_grids
+    ds = ReleaseIterableDataset("densegen/pubchem-hf-density", split="train",
+                                transform=RenderDensity(shape=(64, 64, 64), log1p=True))
+    loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate_grids)
+    batch["grid"]  # (B, 1, 64, 64, 64) float32
+
 Each DataLoader worker reads a disjoint subset of shards, so an epoch visits every sample once.
 """
 from __future__ import annotations
@@ -95,3 +104,41 @@ def collate_point_clouds(samples: list[dict]) -> dict:
         "z_padded": z_pad, "pos_padded": pos_pad, "mask": torch.arange(nmax)[None, :] < num[:, None],
         "keys": [s.get("__key__", "") for s in samples],
     }
+
+
+class RenderDensity:
+    """Transform for density samples: the electron density as a torch tensor (1, X, Y, Z).
+
+    Uses the stored grid of the ``grid`` config when it has the requested shape, otherwise
+    renders it from the density matrix (``builders.density.render_density``) over the
+    sample's own box. ``log1p=True`` applies the seed's transform log(rho + 1).
+
+    Args:
+        shape: (X, Y, Z) points per axis.
+        log1p: apply log(rho + 1).
+        device: where to render (``"cuda"`` renders on the GPU).
+    """
+
+    def __init__(self, shape=(64, 64, 64), log1p: bool = False, device: str = "cpu"):
+        self.shape = tuple(int(n) for n in shape)
+        self.log1p = log1p
+        self.device = device
+
+    def __call__(self, sample: dict) -> dict:
+        stored = sample.get("density")
+        if stored is not None and tuple(np.shape(stored)) == self.shape:
+            grid = torch.as_tensor(np.asarray(stored, np.float32))
+        else:
+            from .density.render import render_density
+
+            grid = render_density(sample, shape=self.shape, backend="torch", device=self.device).float()
+        if self.log1p:
+            grid = torch.log1p(grid.clamp_min(0))
+        return {"grid": grid.unsqueeze(0), "__key__": sample.get("__key__", ""), "meta": sample.get("meta", {})}
+
+
+def collate_grids(samples: list[dict]) -> dict:
+    """Stack transformed density samples: ``grid`` (B, 1, X, Y, Z) and ``keys``."""
+    if not samples:
+        raise ValueError("cannot collate an empty batch")
+    return {"grid": torch.stack([s["grid"] for s in samples]), "keys": [s["__key__"] for s in samples]}

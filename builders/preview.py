@@ -1,0 +1,74 @@
+"""Preview figures of release samples (``python -m builders preview <release> <key> <out.png>``)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from .density.schema import BOHR_PER_ANGSTROM
+
+
+def draw_density_slices(sample: dict, out_png: Path, shape=(96, 96, 96)) -> Path:
+    """Three central slices (xy, xz, yz) of a density sample, log10 scale, atoms marked.
+
+    Args:
+        sample: decoded density sample (see builders.density.schema); a stored ``density``
+            grid is used when present, else the density is rendered at ``shape``.
+        out_png: output path.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .density.render import render_density
+
+    if "density" in sample:
+        rho = np.asarray(sample["density"], np.float64)
+        origin = np.asarray(sample["grid_origin"], np.float64)
+        axes = np.asarray(sample["grid_axes"], np.float64)
+    else:
+        rho = np.asarray(render_density(sample, shape=shape))
+        n0 = np.asarray(sample["grid_shape"], np.float64)
+        origin = np.asarray(sample["grid_origin"], np.float64)
+        axes = np.asarray(sample["grid_axes"], np.float64) * ((n0 - 1) / (np.asarray(shape) - 1))[:, None]
+    step = np.diag(axes)
+    atoms = np.asarray(sample["positions"], np.float64) * BOHR_PER_ANGSTROM
+    z = np.asarray(sample["atomic_numbers"])
+    idx = (atoms - origin) / step  # fractional grid coordinates of the atoms
+    floor = max(float(rho.max()) * 1e-6, 1e-12)
+    fig, panels = plt.subplots(1, 3, figsize=(12, 4.2))
+    names = ("x", "y", "z")
+    for p, (a, b, c) in zip(panels, ((0, 1, 2), (0, 2, 1), (1, 2, 0))):
+        mid = rho.shape[c] // 2
+        img = np.take(rho, mid, axis=c)
+        im = p.imshow(np.log10(np.maximum(img, floor)).T, origin="lower", cmap="magma",
+                      extent=(0, rho.shape[a] - 1, 0, rho.shape[b] - 1))
+        p.scatter(idx[:, a], idx[:, b], s=8 + 4 * z, facecolors="none", edgecolors="cyan", linewidths=0.8)
+        p.set_xlabel(f"{names[a]} (grid index)")
+        p.set_ylabel(f"{names[b]} (grid index)")
+        p.set_title(f"{names[c]} = {mid} (central slice)")
+    fig.colorbar(im, ax=panels, shrink=0.8, label="log10 rho (e/Bohr^3)")
+    meta = sample.get("meta", {})
+    fig.suptitle(f"{sample.get('__key__', '')}  {meta.get('canonical_smiles', meta.get('smiles', ''))}  "
+                 f"grid {rho.shape}")
+    out_png = Path(out_png)
+    fig.savefig(out_png, dpi=100)
+    plt.close(fig)
+    return out_png
+
+
+def preview(release_path: Path, key: str, out_png: Path) -> Path:
+    """Draw one sample of a release: density slices or a crystal's unit cell, by release kind."""
+    from .reader import find_sample, read_manifest
+
+    manifest = read_manifest(release_path)
+    release = manifest["release"]
+    if release.endswith("hf-density"):
+        config = "grid" if "grid" in manifest.get("configs", {}) else None
+        return draw_density_slices(find_sample(release_path, key, config), out_png)
+    if release == "p1-crystals":
+        from .crystals.preview import draw_crystal
+
+        return draw_crystal(find_sample(release_path, key), out_png)
+    raise ValueError(f"no preview for release {release!r} (density and crystal releases have one)")
