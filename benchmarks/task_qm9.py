@@ -43,7 +43,8 @@ def embed_rows(model, data: dict, rows: np.ndarray, batch_size: int = 256, progr
 
 
 def qm9_metrics(pred: np.ndarray, truth: np.ndarray, train_std: np.ndarray) -> dict:
-    """Per-target MAE (target units), their plain average and the average of MAE/std."""
+    """Per-target MAE (target units), their plain average and the average of MAE/std, where
+    std is each target's standard deviation over the task's train split."""
     mae = np.abs(pred - truth).mean(0)
     return {"mae": {t: float(m) for t, m in zip(TARGETS, mae)}, "avg_mae": float(mae.mean()),
             "avg_mae_over_std": float((mae / train_std).mean())}
@@ -60,11 +61,66 @@ def aggregate_seeds(per_seed: list[dict]) -> dict:
             "avg_mae_over_std": ms([s["avg_mae_over_std"] for s in per_seed])}
 
 
-def run(model, seeds: int = 3, quick: bool = False, head: str = "paper000", progress: bool = True, **_) -> dict:
-    """Run the qm9 task; returns protocol, per-seed metrics, aggregate and predictions."""
+DENSITY_RELEASE = "qm9-hf-density"
+
+
+def embed_density_release(model, root, progress: bool = True, batch_size: int = 16) -> dict:
+    """Embeddings of every sample of the qm9-hf-density release under ``root``, by gdb index.
+
+    Raises:
+        FileNotFoundError: with the command that builds the release when it is missing.
+    """
+    from pathlib import Path
+
+    from builders.build import release_dir
+    from builders.reader import iter_release, read_manifest
+
+    path = release_dir(Path(root), DENSITY_RELEASE)
+    if not (path / "manifest.json").is_file():
+        raise FileNotFoundError(f"density models need the {DENSITY_RELEASE} release at {path}; build (a subset of) it "
+                                f"with: python -m builders build {DENSITY_RELEASE} --limit 1000 --root {root}")
+    manifest = read_manifest(path)
+    out: dict[int, np.ndarray] = {}
+    for split, info in manifest["splits"].items():
+        batch: list[dict] = []
+        samples = tqdm(iter_release(path, split), total=info["samples"], desc=f"embed {split}", disable=not progress)
+        for s in samples:
+            batch.append(s)
+            if len(batch) == batch_size:
+                out.update(_embed_batch(model, batch))
+                batch = []
+        if batch:
+            out.update(_embed_batch(model, batch))
+    return out
+
+
+def _embed_batch(model, batch):
+    emb = np.asarray(model.embed(batch), np.float64)
+    if not np.isfinite(emb).all():
+        raise ValueError("model.embed returned non-finite values")
+    return {int(s["meta"]["qm9_index"]): e for s, e in zip(batch, emb)}
+
+
+def run(model, seeds: int = 3, quick: bool = False, head: str = "paper000", progress: bool = True,
+        root=".", **_) -> dict:
+    """Run the qm9 task; returns protocol, per-seed metrics, aggregate and predictions.
+
+    Point-cloud (and descriptor) models embed the QM9 geometries. Density models
+    (``input_kind == "density"``) embed the samples of the qm9-hf-density release under
+    ``root``: the task then runs on the QM9 molecules that release holds (in their task split),
+    and the results say so (``protocol.subset``)."""
     data = load_qm9(progress=progress)
     rows = split_rows(data, quick)
-    emb = {k: embed_rows(model, data, v, progress=progress, desc=f"embed {k}") for k, v in rows.items()}
+    subset = getattr(model, "input_kind", "any") == "density"
+    if subset:
+        by_index = embed_density_release(model, root, progress=progress)
+        rows = {k: v[np.isin(data["index"][v], np.fromiter(by_index, np.int64))] for k, v in rows.items()}
+        if min(len(v) for v in rows.values()) == 0:
+            raise ValueError(f"the {DENSITY_RELEASE} release holds no molecules of some split: "
+                             f"{ {k: len(v) for k, v in rows.items()} }; build more of it")
+        emb = {k: np.stack([by_index[int(g)] for g in data["index"][v]]) for k, v in rows.items()}
+    else:
+        emb = {k: embed_rows(model, data, v, progress=progress, desc=f"embed {k}") for k, v in rows.items()}
     y = {k: data["targets"][v] for k, v in rows.items()}
     cfg = HEADS[head]
     if quick:
@@ -72,7 +128,7 @@ def run(model, seeds: int = 3, quick: bool = False, head: str = "paper000", prog
 
         cfg = replace(cfg, max_epochs=QUICK_EPOCHS, patience=10)
     per_seed, preds = [], []
-    train_std = y["train"].std(0)
+    train_std = data["targets"][split_rows(data, quick)["train"]].std(0)  # of the task's whole train split
     for seed in range(seeds):
         fit = fit_heads(emb["train"], y["train"], emb["valid"], y["valid"], emb["test"], cfg, seed,
                         progress=progress, desc=f"heads seed {seed}")
@@ -81,6 +137,7 @@ def run(model, seeds: int = 3, quick: bool = False, head: str = "paper000", prog
         preds.append(fit["test_pred"])
     return {
         "protocol": {"head": head, "head_config": cfg.to_dict(), "seeds": list(range(seeds)), "quick": quick,
+                     "subset": f"molecules of the {DENSITY_RELEASE} release" if subset else None,
                      "n": {k: int(len(v)) for k, v in rows.items()}, "embedding_dim": int(emb["train"].shape[1]),
                      "targets": list(TARGETS), "loss": "L1 on standardized targets"},
         "per_seed": per_seed,
@@ -90,13 +147,17 @@ def run(model, seeds: int = 3, quick: bool = False, head: str = "paper000", prog
     }
 
 
-def score_predictions(predictions: dict, quick: bool) -> list[dict]:
+def score_predictions(predictions: dict, quick: bool, subset: bool = False) -> list[dict]:
     """Recompute per-seed metrics from a predictions file against the benchmark's own labels
-    (what the leaderboard does)."""
+    (what the leaderboard does). With ``subset`` the predictions may cover part of the test
+    split (density models on a partial qm9-hf-density release); otherwise all of it."""
     data = load_qm9(progress=False)
     rows = split_rows(data, quick)
-    expected = data["index"][rows["test"]]
     got = np.asarray(predictions["gdb_index"])
+    if subset:
+        keep = np.isin(data["index"][rows["test"]], got)
+        rows["test"] = rows["test"][keep]
+    expected = data["index"][rows["test"]]
     if got.shape != expected.shape or not np.array_equal(got, expected):
         raise ValueError(f"predictions cover {got.shape[0]} molecules, the test split has {expected.shape[0]} "
                          "(or they are in another order)")
