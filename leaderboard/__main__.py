@@ -1,0 +1,110 @@
+"""``python -m leaderboard {submit,validate,render}``: the leaderboard's command line.
+
+  submit RESULTS.json [--predictions FILE] [--code-url URL]   check a results file and add it
+  validate [ENTRY.json ...] [--no-rescore]                    re-check stored entries (CI)
+  render [--check]                                            write README.md and site/index.html
+
+Every command takes ``--board DIR`` (default: this package's folder, ``leaderboard/``); submit
+and validate take ``--data-root DIR`` for tasks scored against a local release.
+Exit status: 0 success, 1 rejected / invalid / out of date, 2 usage error.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from .board import DEFAULT_ROOT, Board
+from .errors import Rejected
+
+
+def _validate_targets(board: Board, paths: list[Path]) -> tuple[Board, list[Path] | None]:
+    """``validate PATH``: a board folder, its ``entries/``, a task folder or entry files (whose
+    board is the folder above ``entries/``)."""
+    if len(paths) == 1 and paths[0].is_dir():
+        d = paths[0].resolve()
+        if (d / "entries").is_dir():
+            return Board(d), None
+        if d.name == "entries":
+            return Board(d.parent), None
+        if d.parent.name == "entries":
+            return Board(d.parent.parent), sorted(d.glob("*.json"))
+    files = [p.resolve() for p in paths]
+    if files and all(p.parent.parent.name == "entries" for p in files):
+        board = Board(files[0].parent.parent.parent)
+    return board, files or None
+
+
+def main(argv=None) -> int:
+    """Run the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
+    ap = argparse.ArgumentParser(prog="python -m leaderboard", description="densegen leaderboard: submit, "
+                                 "validate and render entries (see leaderboard/SUBMITTING.md)")
+    sub = ap.add_subparsers(dest="command", required=True)
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--board", type=Path, default=DEFAULT_ROOT,
+                        help="leaderboard folder holding entries/, README.md, site/ (default: %(default)s)")
+    scoring = argparse.ArgumentParser(add_help=False)
+    scoring.add_argument("--data-root", type=Path, default=None,
+                         help="folder holding densegen/<release> for tasks scored against a release "
+                              "(sets DENSEGEN_ROOT for the task's scorer; default: its own default)")
+    s = sub.add_parser("submit", parents=[common, scoring], help="check a results file and add it to the board")
+    s.add_argument("results", type=Path, help="the results JSON written by python -m benchmarks.run")
+    s.add_argument("--predictions", type=Path, default=None,
+                   help="its predictions .npz (default: the file named in the results, next to them)")
+    s.add_argument("--code-url", default=None, help="https link to the model's code (shown on the board)")
+    v = sub.add_parser("validate", parents=[common, scoring], help="re-run all checks over stored entries")
+    v.add_argument("paths", nargs="*", type=Path, metavar="PATH",
+                   help="entry files, a task folder, entries/ or a board folder (default: the whole --board)")
+    v.add_argument("--no-rescore", action="store_true", help="skip recomputing metrics (integrity checks only)")
+    r = sub.add_parser("render", parents=[common], help="write README.md and site/index.html")
+    r.add_argument("--check", action="store_true", help="only check that the files are up to date")
+    args = ap.parse_args(argv)
+    board = Board(args.board)
+    if getattr(args, "data_root", None) is not None:
+        os.environ["DENSEGEN_ROOT"] = str(args.data_root.resolve())
+
+    if args.command == "submit":
+        from .submit import submit
+
+        try:
+            path = submit(args.results, args.predictions, board, args.code_url)
+        except Rejected as err:
+            print(f"REJECTED {args.results}: {err}", file=sys.stderr)
+            return 1
+        print(f"accepted: {path}\nnext: python -m leaderboard render, then open a pull request with "
+              f"{path.parent.name}/{path.name} and its .predictions.npz")
+        return 0
+
+    if args.command == "validate":
+        from .validate import validate
+
+        board, paths = _validate_targets(board, args.paths)
+        report = validate(board, paths, do_rescore=not args.no_rescore)
+        bad = 0
+        for path, status in report:
+            ok = status == "OK"
+            bad += not ok
+            print(f"{'OK      ' if ok else 'INVALID '} {path}{'' if ok else ': ' + status}",
+                  file=sys.stdout if ok else sys.stderr)
+        print(f"{len(report) - bad} valid, {bad} invalid")
+        return 1 if bad else 0
+
+    from .render import render
+
+    try:
+        paths = render(board, check=args.check)
+    except Rejected as err:
+        print(f"error: {err} (run python -m leaderboard validate)", file=sys.stderr)
+        return 1
+    if args.check:
+        for p in paths:
+            print(f"out of date: {p} (run python -m leaderboard render)", file=sys.stderr)
+        return 1 if paths else 0
+    for p in paths:
+        print(f"wrote {p}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

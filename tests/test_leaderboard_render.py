@@ -1,0 +1,159 @@
+"""Leaderboard render: README tables and the static page (ranking, reference rows, escaping,
+no external resources, --check), from entries built directly (render does not re-score)."""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from benchmarks.tasks import TASKS
+from leaderboard.__main__ import main as lb_main
+from leaderboard.board import DEFAULT_ROOT, PREDICTIONS_SUFFIX, Board, entry_stem, make_entry
+from leaderboard.errors import Rejected
+from leaderboard.render import render, render_html, render_markdown, task_rows
+from leaderboard.schema import check_entry_schema
+
+TASK = "pointcloud-reconstruction"
+REPORTED = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "reference" / "qm9_reported.json")
+                      .read_text())["rows"]
+
+
+def results_doc(model: str, mean: float, std: float = 0.0, task: str = TASK, seeds: int = 1,
+                params: int = 1000, created: str = "2026-11-20T10:00:00+00:00", gpu: str | None = None) -> dict:
+    """A schema-valid results document (as benchmarks.run writes) with the given primary metric."""
+    spec = TASKS[task]
+    per_seed = [{"seed": s, spec.primary_metric: mean} for s in range(seeds)]
+    hardware = {"machine": "x86_64", "cpus": 2, "system": "Linux", "cpu": "AMD EPYC"}
+    if gpu:
+        hardware["gpu"] = gpu
+    return {
+        "schema_version": "densegen-results-1",
+        "task": {"name": task, "version": spec.version, "split_sha256": spec.split_sha256,
+                 "primary_metric": spec.primary_metric, "lower_is_better": spec.lower_is_better},
+        "release": None,
+        "model": {"name": model, "import": "my.models:Model", "parameters": params},
+        "protocol": {"quick": False},
+        "metrics": {"per_seed": per_seed, "aggregate": {spec.primary_metric: {"mean": mean, "std": std}}},
+        "predictions": {"file": "p.predictions.npz", "sha256": hashlib.sha256(f"{model} {mean}".encode()).hexdigest(),
+                        "bytes": 100},
+        "environment": {"hardware": hardware, "packages": {"numpy": "2.4.6"}, "python": "3.11.7"},
+        "wall_time_s": 1.0,
+        "command": "python -m benchmarks.run --model my.models:Model",
+        "created": created,
+    }
+
+
+def add_entry(board: Board, doc: dict, code_url: str | None = None) -> Path:
+    """File an entry on the board the way submit does (without re-scoring: render never re-scores)."""
+    entry = make_entry(doc, doc["predictions"]["sha256"], doc["predictions"]["bytes"], code_url)
+    check_entry_schema(entry)
+    folder = board.task_dir(doc["task"]["name"])
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{entry_stem(entry)}.json"
+    path.write_text(json.dumps(entry, indent=2))
+    path.with_name(path.stem + PREDICTIONS_SUFFIX).write_bytes(b"")
+    return path
+
+
+@pytest.fixture
+def board(tmp_path) -> Board:
+    b = Board(tmp_path / "board")
+    add_entry(b, results_doc("blur-0.3", 0.3, created="2026-11-21T09:00:00+00:00"), "https://example.org/blur")
+    add_entry(b, results_doc("mo3enet", 0.1, 0.01, params=2_345_678, gpu="NVIDIA H100 80GB HBM3"),
+              "https://github.com/example/mo3enet")
+    add_entry(b, results_doc("blur-0.2", 0.2))
+    add_entry(b, results_doc("cm-mlp", 1.7, 0.05, task="qm9", seeds=5))
+    return b
+
+
+def table_lines(readme: str, task: str) -> list[str]:
+    section = readme.split(f"## {task} ")[1].split("\n## ")[0]
+    return [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| rank")]
+
+
+def test_readme_ranks_entries_and_marks_reported_rows(board):
+    render(board)
+    readme = board.readme.read_text()
+    rows = table_lines(readme, TASK)
+    assert [r.split(" | ")[:2] for r in rows] == [["| 1", "mo3enet"], ["| 2", "blur-0.2"], ["| 3", "blur-0.3"]]
+    assert rows[0] == ("| 1 | mo3enet | 0.1 ± 0.01 | 1 | 2,345,678 | NVIDIA H100 80GB HBM3 | 2026-11-20 | "
+                       "[code](https://github.com/example/mo3enet) |")
+    assert rows[1].endswith("| 1,000 | AMD EPYC (2 CPUs) | 2026-11-20 | — |")
+    qm9 = table_lines(readme, "qm9")
+    # the entry (1.7) sits between the reported 1.5894 (MoLFormer-XL) and 1.9995 (123-gnn)
+    models = [r.split(" | ")[1] for r in qm9]
+    reported = sorted(REPORTED, key=lambda m: REPORTED[m]["avg_mae"])
+    assert len(qm9) == len(reported) + 1
+    assert models.index("cm-mlp") == sum(REPORTED[m]["avg_mae"] < 1.7 for m in REPORTED)
+    assert qm9[models.index("cm-mlp")].startswith("| 1 | cm-mlp | 1.7 ± 0.05 | 5 |")
+    assert all(r.startswith("| *reported* |") and "*(reported)*" in r for r in qm9 if "cm-mlp" not in r)
+    assert "| *reported* | 3DGrid-VQGAN *(reported)* | 1.2148 |" in qm9[0]
+
+
+def test_page_rows_chart_and_no_external_resources(board):
+    render(board)
+    page = board.page.read_text()
+    section = page.split('id="task-pointcloud-reconstruction"')[1].split("</section>")[0]
+    assert re.findall(r'<tr class="entry" data-entry="[^"]+"><td class="num" data-value="(\d)">', section) == ["1", "2", "3"]
+    assert re.findall(r'<td data-value="([^"]+)">[^<]+</td><td class="num" data-value="[0-9.e-]+">', section) == \
+        ["mo3enet", "blur-0.2", "blur-0.3"]
+    # chart: one bar per row, widths proportional to the metric (0.1 : 0.2 : 0.3, max incl. std 0.3)
+    widths = [float(w) for w in re.findall(r'<g class="bar entry">.*?<rect x="\d+" y="[\d.]+" width="([\d.]+)"', section)]
+    assert widths == pytest.approx([560 * 0.1 / 0.3, 560 * 0.2 / 0.3, 560.0], abs=0.01)
+    qm9 = page.split('id="task-qm9"')[1].split("</section>")[0]
+    assert qm9.count('<tr class="reported">') == len(REPORTED) == qm9.count('<g class="bar reported">')
+    assert qm9.count('<tr class="entry"') == 1
+    n_cols = qm9.split("</thead>")[0].count("<th ")
+    assert n_cols == 8 and {row.count("<td") for row in re.findall(r'<tr class="(?:entry|reported)".*?</tr>', qm9)} == {n_cols}
+    # self-contained: no src/href to anything but the entries' code links, CSP locks the rest
+    assert not re.search(r"<(script|link|img|iframe)[^>]*\s(src|href)=", page)
+    assert sorted(set(re.findall(r'href="([^"]+)"', page))) == ["https://example.org/blur",
+                                                                 "https://github.com/example/mo3enet"]
+    assert "Content-Security-Policy" in page and "default-src 'none'" in page
+
+
+def test_hostile_strings_are_escaped(tmp_path):
+    b = Board(tmp_path / "board")
+    add_entry(b, results_doc("<script>alert(1)</script>|x", 0.5))
+    render(b)
+    page, readme = b.page.read_text(), b.readme.read_text()
+    assert "<script>alert(1)" not in page and "&lt;script&gt;alert(1)&lt;/script&gt;|x" in page
+    assert "<script>alert" not in readme and "&lt;script&gt;alert(1)&lt;/script&gt;\\|x" in readme
+    assert page.count("<script>") == 1  # only the page's own sorter
+
+
+def test_empty_board_and_committed_files_are_current(tmp_path):
+    b = Board(tmp_path / "empty")
+    render(b)
+    readme = b.readme.read_text()
+    for name in TASKS:
+        assert f"## {name} (task version {TASKS[name].version})" in readme
+    assert readme.count("*no entries yet*") == len(TASKS)
+    assert render(b, check=True) == []
+    # the repository's own README.md and site/index.html must match what render writes
+    assert render(Board(DEFAULT_ROOT), check=True) == [], "run: python -m leaderboard render"
+
+
+def test_check_detects_stale_output_and_tampered_entries(board, capsys):
+    render(board)
+    assert lb_main(["render", "--board", str(board.root), "--check"]) == 0
+    path = add_entry(board, results_doc("late", 0.05))
+    assert set(render(board, check=True)) == {board.readme, board.page}
+    assert lb_main(["render", "--board", str(board.root), "--check"]) == 1
+    assert "out of date" in capsys.readouterr().err
+    entry = json.loads(path.read_text())
+    entry["results"]["metrics"]["aggregate"]["atomwise_mean_deviation"]["mean"] = 0.0
+    path.write_text(json.dumps(entry))
+    with pytest.raises(Rejected, match="tampered"):
+        render(board)
+
+
+def test_higher_is_better_ranks_descending(board):
+    task = dataclasses.replace(TASKS[TASK], lower_is_better=False)
+    entries = [json.loads(p.read_text()) for p in board.entry_files() if p.parent.name == TASK]
+    assert [r.model for r in task_rows(task, entries)] == ["blur-0.3", "blur-0.2", "mo3enet"]
+    assert render_markdown({}) and render_html({})  # renders without any entries at all
