@@ -34,8 +34,11 @@ def _parse_model_args(pairs: list[str]) -> dict:
 
 
 def supported_tasks(model) -> list[str]:
-    """Tasks whose needed methods the model has."""
-    return [name for name, task in TASKS.items() if all(callable(getattr(model, m, None)) for m in task.needs)]
+    """Tasks whose needed methods the model has and whose input kind it takes."""
+    kind = getattr(model, "input_kind", "any")
+    return [name for name, task in TASKS.items()
+            if all(callable(getattr(model, m, None)) for m in task.needs)
+            and (task.input_kind == "any" or kind == "any" or task.input_kind == kind)]
 
 
 def run_task(task_name: str, model, model_name: str, args) -> Path:
@@ -47,8 +50,9 @@ def run_task(task_name: str, model, model_name: str, args) -> Path:
     module_name, _, fn_name = task.runner.partition(":")
     runner = getattr(importlib.import_module(module_name), fn_name)
     start = time.perf_counter()
-    out = runner(model, seeds=args.seeds, quick=args.quick, head=args.head, progress=not args.no_progress,
-                 root=args.root)
+    kwargs = {"head": args.head} if args.head else {}
+    out = runner(model, seeds=args.seeds, quick=args.quick, progress=not args.no_progress, root=args.root,
+                 model_name=model_name, **kwargs)
     wall = time.perf_counter() - start
     return write_results(args.out, task, model_name, resolve_model_target(args.model), num_parameters(model),
                          out["protocol"], out["per_seed"], out["aggregate"], out["predictions"], wall,
@@ -63,8 +67,9 @@ def print_table(paths: list[Path]) -> None:
         doc = json.loads(Path(path).read_text())
         task = doc["task"]
         agg = doc["metrics"]["aggregate"]
-        primary = agg[task["primary_metric"]]
-        print(f"{task['name']:28s} {task['primary_metric']:20s} {primary['mean']:12.6g} {primary['std']:10.3g}  "
+        primary = agg.get(task["primary_metric"]) or {"mean": None, "std": None}
+        fmt = lambda v, w: f"{v:{w}.6g}" if isinstance(v, (int, float)) else f"{'n/a':>{w}s}"  # noqa: E731
+        print(f"{task['name']:28s} {task['primary_metric']:20s} {fmt(primary['mean'], 12)} {fmt(primary['std'], 10)}  "
               f"{len(doc['metrics']['per_seed']):5d}  {doc['wall_time_s']:.1f} s")
         if "mae" in agg and isinstance(agg["mae"], dict):
             for target, v in agg["mae"].items():
@@ -80,7 +85,8 @@ def main(argv=None) -> int:
     ap.add_argument("--task", action="append", default=None, choices=sorted(TASKS), help="task (repeatable)")
     ap.add_argument("--seeds", type=int, default=3, help="seeds of the trained heads (default 3; leaderboard 5)")
     ap.add_argument("--quick", action="store_true", help="small, fast subset of each task (smoke runs)")
-    ap.add_argument("--head", default="paper000", choices=("paper000", "paper002"), help="regression head preset")
+    ap.add_argument("--head", default=None, choices=("paper000", "paper002"),
+                    help="regression head preset (default: the task's: qm9 paper000, crystal-energy paper002)")
     ap.add_argument("--out", type=Path, default=Path("results"), help="results folder (default results/)")
     ap.add_argument("--root", type=Path, default=Path("."), help="folder holding densegen/ releases (default .)")
     ap.add_argument("--no-progress", action="store_true")
@@ -89,7 +95,7 @@ def main(argv=None) -> int:
         ap.error("--seeds must be >= 1")
     try:
         model = load_model(args.model, **_parse_model_args(args.model_arg))
-    except (KeyError, ImportError, AttributeError, TypeError, ValueError) as err:
+    except (KeyError, ImportError, AttributeError, TypeError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     tasks = args.task or supported_tasks(model)

@@ -69,10 +69,18 @@ def run(model, seeds: int = 1, quick: bool = False, progress: bool = True, batch
             "per_seed": per_seed, "aggregate": aggregate_seeds(per_seed), "predictions": predictions}
 
 
+def _finite_or_none(x):
+    return None if x is None or not np.isfinite(x) else float(x)
+
+
 def aggregate_seeds(per_seed: list[dict]) -> dict:
-    """mean/std over seeds of every metric."""
-    return {k: {"mean": float(np.mean([s[k] for s in per_seed])), "std": float(np.std([s[k] for s in per_seed]))}
-            for k in METRICS}
+    """mean/std over seeds of every metric (None when a seed has none, e.g. no atom matched)."""
+    out = {}
+    for k in METRICS:
+        v = [s[k] for s in per_seed]
+        out[k] = ({"mean": None, "std": None} if any(x is None for x in v)
+                  else {"mean": float(np.mean(v)), "std": float(np.std(v))})
+    return out
 
 
 def score_predictions(predictions: dict, quick: bool) -> list[dict]:
@@ -92,4 +100,6 @@ def score_predictions(predictions: dict, quick: bool) -> list[dict]:
         raise ValueError(f"predictions hold {len(pos)} components, offsets say {off[-1]}")
     comps = [{"positions": pos[a:b], "type_probs": probs[a:b], "weights": w[a:b]} for a, b in zip(off[:-1], off[1:])]
     m = score_components(data, rows, comps)
-    return [{"seed": 0, **{k: m[k] for k in METRICS}, "n_atoms": m["n_atoms"], "n_molecules": m["n_molecules"]}]
+    # a deviation mean is undefined (None in the results) when no atom / molecule matched
+    return [{"seed": 0, **{k: _finite_or_none(m[k]) for k in METRICS}, "n_atoms": m["n_atoms"],
+             "n_molecules": m["n_molecules"]}]

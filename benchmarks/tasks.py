@@ -75,6 +75,37 @@ TASKS: dict[str, TaskSpec] = {
         quick="the first 500 hold-out molecules by gdb index",
         runner="benchmarks.task_pointcloud:run",
     ),
+    "density-reconstruction": TaskSpec(
+        name="density-reconstruction", version="1.0.0", input_kind="density", needs=("reconstruct",),
+        data=("the test split of pubchem-hf-density (default; env DENSEGEN_DENSITY_RELEASE=qm9-hf-density for "
+              "qm9-hf-density) under <root>/densegen/; a small one is built first when missing"),
+        split="the release's identity-hash split (builders.splits, test part); the manifest's shard sha256s pin it",
+        split_sha256=None,
+        primary_metric="nmae", lower_is_better=True,
+        metrics=("ssim, ms_ssim, psnr (dB), mae, fid and kid (densegen-slice-rows, densegen-3dnet-v1), lpips: "
+                 "each on raw and log1p grids", "nmae (fraction)", "electron_count_error (electrons, vs the "
+                 "reference grid and vs the true count)", "dipole_error_debye"),
+        min_seeds_leaderboard=1,
+        protocol=("render each test sample's density (e/Bohr^3, builders.density.render_density) on its own "
+                  "frame, rounded to float16 -> model.reconstruct -> metrics on the float16 reconstruction "
+                  "(details in benchmarks/task_density.py)"),
+        quick="the first 8 test samples on 32^3 grids over the same box",
+        runner="benchmarks.task_density:run",
+    ),
+    "crystal-energy": TaskSpec(
+        name="crystal-energy", version="1.0.0", input_kind="any", needs=("embed_posed",),
+        data="the p1-crystals release under <root>/densegen/ (train/valid fit the heads, test scores them); a small one is built first when missing",
+        split="the release's identity-hash split by parent molecule (builders.splits); the manifest's shard sha256s pin it",
+        split_sha256=None,
+        primary_metric="buckingham_mae", lower_is_better=True,
+        metrics=("per ladder rung (none, volume, inertia, model) and energy (lj_energy, buckingham_energy, "
+                 "mace_lattice_energy_ev when present): mae and pearson_r"),
+        min_seeds_leaderboard=3,
+        protocol=("[embedding of the molecule posed in the cell frame (model.embed_posed), 12 cell parameters] -> "
+                  "standardization -> one MLP head per energy (paper 002's 4-layer head) -> test MAE and Pearson R"),
+        quick="at most 2,000 train / 500 valid / 500 test crystals, 30 epochs",
+        runner="benchmarks.task_crystal:run",
+    ),
 }
 
 

@@ -1,0 +1,171 @@
+"""Mo3ENet as a benchmark model (the protocol of :mod:`benchmarks.protocol`).
+
+``Mo3ENetBenchmarkModel`` loads shipped weights (``baselines/mo3enet/weights/``, written by
+``python -m baselines.mo3enet.export``) or any folder given as ``weights=``: a shipped weights
+folder (``manifest.json`` + safetensors shards + ``config.json``) or, for convenience while
+training, a training run / checkpoint folder of ``baselines.mo3enet.train``.
+
+* ``embed``: the invariant scalar embedding S(g), (B, scalar_embedding_dim) (qm9 task).
+* ``embed_posed``: the equivariant vector embedding g (64 x 3) of the molecule as posed in the
+  input (cell) frame, flattened row-major to (B, 192) = [g_1x, g_1y, g_1z, g_2x, ...], followed
+  by the scalar embedding: (B, 192 + scalar_embedding_dim) (crystal-energy task). g is
+  translation invariant (the encoder centres each molecule on its atom centroid) and rotates
+  with the input: g(x R^T) = g(x) R^T.
+* ``reconstruct``: the decoded Gaussian mixture per molecule: positions (M, 3) Angstrom in the
+  input frame (the decoder works in the centroid frame; the centroid is added back; the model
+  applies no other scaling outside itself), type_probs (M, 5) over H, C, N, O, F and weights
+  (M,) summing to the atom count (M = num_output_nodes, 64 in both presets).
+
+Inference runs in eval mode under ``torch.no_grad`` in float32, on ``threads`` torch CPU threads
+(default 1: fastest on a busy 2-core machine).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from baselines.weights import has_sharded, load_sharded
+
+from .config import Mo3ENetConfig
+from .data import collate_point_clouds
+from .model import Mo3ENet
+
+SHIPPED_WEIGHTS = Path(__file__).parent / "weights"
+HOW_TO_GET_WEIGHTS = (
+    "train with `python -m baselines.mo3enet.train --preset small --release PATH --out runs/mo3enet` "
+    "and export with `python -m baselines.mo3enet.export --checkpoint runs/mo3enet "
+    f"--out {SHIPPED_WEIGHTS.relative_to(Path(__file__).parents[2])}`, or pass weights=FOLDER "
+    "(a shipped weights folder or a training checkpoint)")
+
+
+def load_mo3enet(weights=None, device: str = "cpu") -> tuple[Mo3ENet, dict]:
+    """A Mo3ENet (float32, eval mode) and its weights' config dict.
+
+    Args:
+        weights: folder of shipped weights (``manifest.json``), or a training run / checkpoint
+            folder of ``baselines.mo3enet.train``; None = ``baselines/mo3enet/weights/``.
+        device: torch device string.
+
+    Raises:
+        FileNotFoundError: no weights there, with how to train and export them.
+        ValueError: the folder holds another model's weights (or a bad checksum, see
+            :func:`baselines.weights.load_sharded`).
+    """
+    folder = Path(weights) if weights is not None else SHIPPED_WEIGHTS
+    if has_sharded(folder):
+        state, info = load_sharded(folder)
+        if info.get("model") != "mo3enet":
+            raise ValueError(f"{folder} holds weights of model {info.get('model')!r}, not 'mo3enet'")
+        cfg = Mo3ENetConfig.from_dict(info["config"])
+    elif folder.exists():
+        from safetensors.torch import load_file
+
+        from .train import load_config, resolve_checkpoint
+
+        try:
+            ck = resolve_checkpoint(folder)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no Mo3ENet weights in {folder} (neither manifest.json nor a "
+                                    f"training checkpoint); {HOW_TO_GET_WEIGHTS}") from None
+        cfg = load_config(ck)
+        state = load_file(str(ck / "model.safetensors"))
+        info = {"model": "mo3enet", "preset": cfg.preset, "config": cfg.to_dict(),
+                "source": {"checkpoint": str(ck)}}
+    else:
+        what = "no shipped Mo3ENet weights" if weights is None else "no Mo3ENet weights"
+        raise FileNotFoundError(f"{what} at {folder}; {HOW_TO_GET_WEIGHTS}")
+    model = Mo3ENet(cfg.model)
+    model.load_state_dict(state)
+    return model.float().to(device).eval(), info
+
+
+class Mo3ENetBenchmarkModel:
+    """Mo3ENet behind the benchmark protocol (see the module docstring).
+
+    Args:
+        weights: weights folder (None = shipped ``baselines/mo3enet/weights/``).
+        device: "cpu" or "cuda".
+        batch_size: molecules per forward pass (the benchmark's batches are cut into these).
+        threads: torch CPU threads set at construction (None = leave torch's setting).
+    """
+
+    name = "mo3enet"
+    input_kind = "pointcloud"
+
+    def __init__(self, weights: str | None = None, device: str = "cpu", batch_size: int = 64,
+                 threads: int | None = 1):
+        if threads is not None:
+            torch.set_num_threads(int(threads))
+        self.device = torch.device(device)
+        self.batch_size = int(batch_size)
+        if self.batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        self.model, self.info = load_mo3enet(weights, self.device)
+        self.weights = str(weights) if weights is not None else str(SHIPPED_WEIGHTS)
+
+    def num_parameters(self) -> int:
+        """Trainable parameters of the autoencoder (encoder, scalarizer and decoder)."""
+        return int(self.model.num_parameters())
+
+    def _chunks(self, batch: list[dict]):
+        for i in range(0, len(batch), self.batch_size):
+            part = batch[i:i + self.batch_size]
+            yield part, {k: v.to(self.device) for k, v in collate_point_clouds(part).items()}
+
+    @torch.no_grad()
+    def _encode(self, batch: list[dict]):
+        """(g (B, 64, 3), scalar (B, D)) float32 numpy."""
+        gs, ss = [], []
+        for _, b in self._chunks(batch):
+            g, s = self.model.encode(b)
+            gs.append(g.float().cpu().numpy())
+            ss.append(s.float().cpu().numpy())
+        return np.concatenate(gs), np.concatenate(ss)
+
+    def embed(self, batch: list[dict]) -> np.ndarray:
+        """Invariant scalar embedding.
+
+        Args:
+            batch: B point-cloud samples (``atomic_numbers`` (N,), ``positions`` (N, 3) Angstrom).
+        Returns:
+            (B, scalar_embedding_dim) float32 (512 for ``paper``, 64 for ``small``).
+        """
+        return self._encode(batch)[1]
+
+    def embed_posed(self, batch: list[dict]) -> np.ndarray:
+        """Equivariant vector embedding in the input (cell) frame, flattened, + scalar embedding.
+
+        Args:
+            batch: B point-cloud samples posed in the cell frame (Angstrom).
+        Returns:
+            (B, 3 * bottleneck_dim + scalar_embedding_dim) float32: columns [0, 192) are g
+            (B, 64, 3) flattened row-major (vector k's x, y, z at 3k, 3k+1, 3k+2), the rest the
+            invariant scalar embedding.
+        """
+        g, s = self._encode(batch)
+        return np.concatenate([g.reshape(len(g), -1), s], axis=1)
+
+    @torch.no_grad()
+    def reconstruct(self, batch: list[dict]) -> list[dict]:
+        """Decode each molecule to a Gaussian mixture in the input frame.
+
+        Args:
+            batch: B point-cloud samples (Angstrom).
+        Returns:
+            B dicts: ``positions`` (M, 3) float32 Angstrom (input frame), ``type_probs`` (M, 5)
+            over H, C, N, O, F, ``weights`` (M,) summing to the molecule's atom count.
+        """
+        out = []
+        for _, b in self._chunks(batch):
+            n = b["num_atoms"]
+            centroid = torch.zeros(len(n), 3, device=self.device).index_add_(0, b["batch"], b["pos"].float())
+            centroid = centroid / n[:, None].float()
+            g, _ = self.model.encode(b)
+            dec = self.model.decode(g, n)
+            pos = (dec["positions"].float() + centroid[:, None, :]).cpu().numpy()
+            probs = dec["type_probs"].float().cpu().numpy()
+            w = dec["weights"].float().cpu().numpy()
+            out.extend({"positions": pos[i], "type_probs": probs[i], "weights": w[i]} for i in range(len(n)))
+        return out

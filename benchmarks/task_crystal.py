@@ -1,0 +1,190 @@
+"""The crystal-energy task (paper 002, section 4.4): predict lattice energies of P1 crystals from
+a molecule embedding + the 12 cell parameters.
+
+Embedding ladder: ``none`` (constant), ``volume`` (molecular volume, atom count), ``inertia``
+(principal moments + principal axes of the molecule as posed in the cell), and the evaluated
+model's ``embed_posed`` of the molecule as posed in the cell frame. Each rung: [embedding,
+12 cell parameters] -> standardization -> one MLP head per energy (the qm9 task's heads) ->
+test MAE and Pearson R per energy, over seeds. Energies: Lennard-Jones and Buckingham (and the
+MACE lattice energy when the release has it). Data: the p1-crystals release under the run's
+root (train/valid to fit, test to score), built small first when missing.
+"""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+from tqdm import tqdm
+
+from .heads import HEADS, fit_heads
+
+RELEASE = "p1-crystals"
+LADDER = ("none", "volume", "inertia")
+ENERGIES = ("lj_energy", "buckingham_energy", "mace_lattice_energy_ev")
+QUICK_MAX = {"train": 2000, "valid": 500, "test": 500}
+QUICK_EPOCHS = 30
+AUTO_CONFORMERS = 150
+
+
+def release_path(root) -> Path:
+    from builders.build import release_dir
+
+    return release_dir(Path(root), RELEASE)
+
+
+def ensure_release(root, progress: bool = True) -> Path:
+    """The p1-crystals release under ``root``; builds a small one (and the random-conformers
+    release it needs) first when it is missing, saying so."""
+    from builders.build import build_release, release_dir
+    from builders.registry import get_release
+
+    path = release_path(root)
+    if (path / "manifest.json").is_file():
+        return path
+    print(f"crystal-energy: no {RELEASE} release under {root}; building a small one "
+          f"({AUTO_CONFORMERS} random conformers, then crystals) ...", flush=True)
+    rc = get_release("random-conformers")
+    if not (release_dir(Path(root), rc.name) / "manifest.json").is_file():
+        build_release(rc, Path(root), rc.resolve_params({}), seed=0, limit=AUTO_CONFORMERS, workers=2,
+                      progress=progress)
+    spec = get_release(RELEASE)
+    build_release(spec, Path(root), spec.resolve_params({}), seed=0, workers=2, progress=progress)
+    return path
+
+
+def posed_sample(sample: dict) -> dict:
+    """The molecule of a crystal sample posed in the cell frame (centroid at the origin):
+    positions x_std R(theta)^T, plus ``cell_matrix`` (3, 3) Angstrom."""
+    from scipy.spatial.transform import Rotation
+
+    params = np.asarray(sample["params"], np.float64)
+    rot = Rotation.from_rotvec(params[9:12]).as_matrix()
+    return {"__key__": sample["__key__"], "atomic_numbers": np.asarray(sample["atomic_numbers"]),
+            "positions": (np.asarray(sample["positions"], np.float64) @ rot.T).astype(np.float32),
+            "cell_matrix": np.asarray(sample["cell"], np.float64), "params": params}
+
+
+def load_split(path: Path, split: str, limit: int | None = None) -> tuple[list[dict], np.ndarray, list[str]]:
+    """(posed samples, energies (n, k), energy names present) of one split."""
+    from builders.reader import iter_release
+
+    samples, energies = [], []
+    names = None
+    for s in iter_release(path, split):
+        if names is None:
+            names = [e for e in ENERGIES if e in s["meta"]]
+        samples.append(posed_sample(s))
+        energies.append([s["meta"][e] for e in names])
+        if limit is not None and len(samples) >= limit:
+            break
+    return samples, np.asarray(energies, np.float64).reshape(len(samples), -1), names or []
+
+
+def embed_posed(model, samples: list[dict], batch_size: int = 128, progress: bool = False, desc: str = "") -> np.ndarray:
+    """model.embed_posed over samples in batches -> (n, D)."""
+    out = []
+    for i in tqdm(range(0, len(samples), batch_size), desc=desc, disable=not progress, unit="batch"):
+        out.append(np.asarray(model.embed_posed(samples[i:i + batch_size]), np.float64))
+    emb = np.concatenate(out) if out else np.zeros((0, 1))
+    if not np.isfinite(emb).all():
+        raise ValueError(f"{desc}: embed_posed returned non-finite values")
+    return emb
+
+
+def pearson(pred: np.ndarray, truth: np.ndarray) -> float:
+    """Pearson correlation of two 1-D arrays (nan when either is constant)."""
+    if pred.std() == 0 or truth.std() == 0:
+        return float("nan")
+    return float(np.corrcoef(pred, truth)[0, 1])
+
+
+def crystal_metrics(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> dict:
+    """Per energy: MAE (energy units) and Pearson R."""
+    return {n: {"mae": float(np.abs(pred[:, j] - truth[:, j]).mean()), "pearson_r": pearson(pred[:, j], truth[:, j])}
+            for j, n in enumerate(names)}
+
+
+def run(model, seeds: int = 3, quick: bool = False, head: str = "paper002", progress: bool = True, root=".",
+        model_name: str = "model", **_) -> dict:
+    """Run the ladder (none, volume, inertia, the model) on the p1-crystals release."""
+    from benchmarks.protocol import load_model
+    from builders.reader import read_manifest
+
+    path = ensure_release(root, progress)
+    manifest = read_manifest(path)
+    limits = QUICK_MAX if quick else {"train": None, "valid": None, "test": None}
+    data = {s: load_split(path, s, limits[s]) for s in ("train", "valid", "test")}
+    names = data["train"][2]
+    if min(len(data[s][0]) for s in data) == 0:
+        raise ValueError(f"the {RELEASE} release at {path} has an empty split: "
+                         f"{ {s: len(d[0]) for s, d in data.items()} }; build it from more conformers")
+    cfg = HEADS.get(head, HEADS["paper002"])
+    if quick:
+        cfg = replace(cfg, max_epochs=QUICK_EPOCHS, patience=10)
+    rungs = {name: load_model(name) for name in LADDER}
+    rungs["model"] = model
+    per_seed, preds = [], {}
+    for rung, m in rungs.items():
+        feats = {}
+        for s, (samples, _, _) in data.items():
+            emb = embed_posed(m, samples, progress=progress, desc=f"{rung} {s}")
+            cell = np.stack([x["params"] for x in samples])
+            feats[s] = np.concatenate([emb, cell], axis=1)
+        preds[rung] = []
+        for seed in range(seeds):
+            fit = fit_heads(feats["train"], data["train"][1], feats["valid"], data["valid"][1], feats["test"], cfg, seed,
+                            progress=progress, desc=f"{rung} heads seed {seed}")
+            preds[rung].append(fit["test_pred"])
+    truth = data["test"][1]
+    for seed in range(seeds):
+        per_seed.append({"seed": seed, **{rung: crystal_metrics(preds[rung][seed], truth, names) for rung in rungs}})
+    return {
+        "protocol": {"head": head, "head_config": cfg.to_dict(), "seeds": list(range(seeds)), "quick": quick,
+                     "ladder": list(rungs), "energies": names, "features": "[embedding, 12 cell parameters]",
+                     "n": {s: len(d[0]) for s, d in data.items()}},
+        "release": {"name": RELEASE, "version": manifest["release_version"],
+                    "shards_sha256": sorted(sh["sha256"] for sh in manifest["shards"])},
+        "per_seed": per_seed,
+        "aggregate": aggregate_seeds(per_seed),
+        "predictions": {"keys": np.array([x["__key__"] for x in data["test"][0]]), "energies": np.array(names),
+                        **{f"y_pred_{rung}": np.stack(p) for rung, p in preds.items()}},
+    }
+
+
+def aggregate_seeds(per_seed: list[dict]) -> dict:
+    """Mean/std over seeds of each rung's MAE and Pearson R per energy; primary metric
+    ``buckingham_mae`` = the model rung's Buckingham MAE."""
+    rungs = [k for k in per_seed[0] if k != "seed"]
+    out = {}
+    for rung in rungs:
+        out[rung] = {}
+        for energy in per_seed[0][rung]:
+            out[rung][energy] = {}
+            for metric in ("mae", "pearson_r"):
+                v = np.array([s[rung][energy][metric] for s in per_seed], np.float64)
+                out[rung][energy][metric] = {"mean": float(v.mean()), "std": float(v.std())}
+    model = out.get("model", {})
+    if "buckingham_energy" in model:
+        out["buckingham_mae"] = model["buckingham_energy"]["mae"]
+    return out
+
+
+def score_predictions(predictions: dict, quick: bool) -> list[dict]:
+    """Recompute per-seed metrics from a predictions file against the release's own labels
+    (the p1-crystals release under ``$DENSEGEN_ROOT``, default the current folder)."""
+    import os
+
+    path = release_path(os.environ.get("DENSEGEN_ROOT", "."))
+    samples, truth, names = load_split(path, "test", QUICK_MAX["test"] if quick else None)
+    keys = np.asarray(predictions["keys"]).astype(str)
+    if keys.shape != (len(samples),) or list(keys) != [s["__key__"] for s in samples]:
+        raise ValueError(f"predictions cover {keys.shape[0]} crystals, the test split has {len(samples)} (or another order)")
+    if [str(e) for e in np.asarray(predictions["energies"])] != names:
+        raise ValueError(f"predictions are for energies {list(predictions['energies'])}, the release has {names}")
+    rungs = [k[len("y_pred_"):] for k in predictions if str(k).startswith("y_pred_")]
+    y = {r: np.asarray(predictions[f"y_pred_{r}"], np.float64) for r in rungs}
+    n_seeds = {v.shape[0] for v in y.values()}
+    if len(n_seeds) != 1 or any(v.shape[1:] != truth.shape for v in y.values()):
+        raise ValueError(f"y_pred_* must all have shape (seeds, {truth.shape[0]}, {truth.shape[1]})")
+    return [{"seed": s, **{r: crystal_metrics(y[r][s], truth, names) for r in rungs}} for s in range(n_seeds.pop())]
