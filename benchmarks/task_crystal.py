@@ -49,7 +49,8 @@ def ensure_release(root, progress: bool = True) -> Path:
         build_release(rc, Path(root), rc.resolve_params({}), seed=0, limit=AUTO_CONFORMERS, workers=2,
                       progress=progress)
     spec = get_release(RELEASE)
-    build_release(spec, Path(root), spec.resolve_params({}), seed=0, workers=2, progress=progress)
+    params = spec.resolve_params({"conformers": str(release_dir(Path(root), rc.name))})
+    build_release(spec, Path(root), params, seed=0, workers=2, progress=progress)
     return path
 
 
