@@ -90,11 +90,14 @@ def run_unit(task: UnitTask) -> dict:
             for suffix, fields in outputs:
                 timings = fields.pop("_timings", {})
                 for stage, seconds in timings.items():
-                    stage_seconds[stage] += seconds
+                    if stage != "total":  # the driver times the whole molecule itself
+                        stage_seconds[stage] += seconds
                 inchikey = fields["meta"]["inchikey"]
                 key = f"{item.key}-{suffix}" if many else item.key
-                encoded.append((key, encode_sample(fields), {"key": key, "split": assign_split(inchikey),
-                                                           "inchikey": inchikey}))
+                t_enc = time.perf_counter()
+                members = encode_sample(fields)
+                stage_seconds["write"] += time.perf_counter() - t_enc
+                encoded.append((key, members, {"key": key, "split": assign_split(inchikey), "inchikey": inchikey}))
         except MoleculeFailure as err:
             failures.append({"key": item.key, "input": item.text, "source": item.source,
                              "stage": err.stage, "reason": err.reason})
@@ -110,7 +113,9 @@ def run_unit(task: UnitTask) -> dict:
             samples.append((key, members))
             records.append(record)
     tar_path, json_path = unit_paths(Path(task.units_dir), task.index)
+    t_write = time.perf_counter()
     info = write_shard(tar_path, samples)
+    stage_seconds["write"] += time.perf_counter() - t_write
     record = {"index": task.index, "inputs": [i.key for i in task.inputs], "samples": records,
               "failures": failures, "tar_sha256": info["sha256"],
               "stage_seconds": {k: round(v, 6) for k, v in sorted(stage_seconds.items())}}
