@@ -20,13 +20,14 @@ wrong model.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+
+from builders.tario import sha256_file
 
 FORMAT = "densegen-sharded-safetensors"
 FORMAT_VERSION = 1
@@ -39,15 +40,6 @@ PART_SEP = "::part"
 
 class WeightsIntegrityError(ValueError):
     """A shipped weights file does not match the sha256 recorded in its manifest."""
-
-
-def sha256_file(path) -> str:
-    """Hex sha256 of a file's bytes (read in 1 MiB chunks)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _pieces(name: str, t: torch.Tensor, budget: int):
