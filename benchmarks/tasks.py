@@ -82,9 +82,11 @@ TASKS: dict[str, TaskSpec] = {
         split="the release's identity-hash split (builders.splits, test part); the manifest's shard sha256s pin it",
         split_sha256=None,
         primary_metric="nmae", lower_is_better=True,
-        metrics=("ssim, ms_ssim, psnr (dB), mae, fid and kid (densegen-slice-rows, densegen-3dnet-v1), lpips: "
-                 "each on raw and log1p grids", "nmae (fraction)", "electron_count_error (electrons, vs the "
-                 "reference grid and vs the true count)", "dipole_error_debye"),
+        metrics=("ssim, ms_ssim, psnr (dB), mae on raw and log1p grids",
+                 "fid, kid (densegen-slice-rows and densegen-3dnet-v1 features) on raw and log1p grids",
+                 "lpips on raw and log1p central slices (null without local VGG16 weights)",
+                 "nmae (fraction)", "electron_count_error (electrons; vs the reference grid and vs the true count)",
+                 "dipole_error_debye"),
         min_seeds_leaderboard=1,
         protocol=("render each test sample's density (e/Bohr^3, builders.density.render_density) on its own "
                   "frame, rounded to float16 -> model.reconstruct -> metrics on the float16 reconstruction "
