@@ -46,12 +46,13 @@ def package_versions() -> dict:
 
 
 def npz_bytes(arrays: dict) -> bytes:
-    """Serialize arrays as an .npz (numeric arrays only: no pickle). Deterministic bytes."""
+    """Serialize arrays as a compressed .npz (numeric/str arrays only: no pickle). Deterministic
+    bytes; read back with ``np.load(path, allow_pickle=False)``."""
     for k, v in arrays.items():
         if np.asarray(v).dtype.hasobject:
             raise ValueError(f"prediction array {k!r} has objects; only numeric/str arrays are stored")
     buf = io.BytesIO()
-    np.savez(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
     return buf.getvalue()
 
 
