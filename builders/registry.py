@@ -7,6 +7,7 @@ RELEASES = {
     "random-conformers": "builders.releases.random_conformers:RandomConformers",
     "pubchem-hf-density": "builders.releases.density:PubChemHFDensity",
     "qm9-hf-density": "builders.releases.density:QM9HFDensity",
+    "p1-crystals": "builders.releases.crystals:P1Crystals",
 }
 
 

@@ -177,7 +177,7 @@ def test_generation_is_reproducible(molecules, volumes, generated):
         seed=124,
         n_noisy=2,
         mol_volumes=volumes[:1],
-        max_steps=30,
+        max_steps=300,
         energy_threshold=1e9,
     )
     first = generate_crystals(
@@ -186,7 +186,7 @@ def test_generation_is_reproducible(molecules, volumes, generated):
         seed=123,
         n_noisy=2,
         mol_volumes=volumes[:1],
-        max_steps=30,
+        max_steps=300,
         energy_threshold=1e9,
     )
     assert not torch.equal(other.params, first.params)

@@ -1,7 +1,6 @@
 """Reading a release: own reader, webdataset, Hugging Face datasets (streaming and not), DataLoader."""
 from __future__ import annotations
 
-import os
 
 import numpy as np
 import pytest

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import torch
 from torch import nn
-import torch.nn.functional as F
 
 from .config import ELEMENTS, ModelConfig
 from .layers import (EMLPBlock, EquivariantGraphConv, GaussianRBF, AugmentedSoftmaxAggregation,

@@ -5,7 +5,8 @@ vectors), ``cell`` (12 parameters, cell matrix, unconstrained reparametrization)
 ``molecules`` (padded molecule batch), ``potentials`` (LJ and Buckingham pair energies),
 ``energy`` (cluster, neighbour lists, energies per molecule), ``volume`` (vdW volume,
 packing coefficient), ``optimize`` (random starts, batched LJ optimization, noisy copies,
-``generate_crystals``).
+``generate_crystals``), ``mace`` (optional MACE lattice energies from a local model file)
+and ``preview`` (matplotlib pictures); the last two are not imported here.
 """
 
 from .cell import PARAM_NAMES, cell_matrix, cell_volume

@@ -15,7 +15,17 @@ Pipeline of ``generate_crystals`` (paper 002 section 4.4; DESIGN.md section 2):
    steps on average, final energies as low as with smaller steps); a
    crystal is converged, and frozen, when its energy dropped by less than
    ``tol_abs + tol_rel |E|`` over the last ``window`` steps; the lowest-energy parameters
-   seen are returned. (u, v, w) do not change: P1 energies do not depend on them;
+   seen are returned. (u, v, w) do not change: P1 energies do not depend on them.
+   Gradient clipping (``max_grad_norm``, default ``MAX_GRAD_NORM`` = 10; None turns it off):
+   each crystal's gradient is scaled
+   to norm <= max_grad_norm before the Adam update. Most random starts at packing 0.5 have
+   clashes (median shortest contact 0.65-0.68 of the vdW sum on random conformers) with LJ gradients up to ~1e9;
+   unclipped, Adam's second moment (beta2 = 0.999) remembers them for hundreds of steps, the
+   crystal freezes wherever the first big steps threw it and the energy test then declares a
+   loose, low-density cell converged (on 64 and 72 starts of random-conformers molecules:
+   median 25 steps, median final E_LJ -88 and -94, 5% of packing coefficients below 0.31 and
+   0.35). With clipping: median 90-110 steps, median E_LJ -160 and -177, 5% packing
+   quantile 0.54 and 0.61, every start converged, same run time;
 3. converged optima with E_LJ < ``energy_threshold`` are kept. Sanity bound (tested): in
    kept optima no intermolecular pair is closer than ``MIN_CONTACT_RATIO`` = 0.8 times
    the sum of the vdW radii (the LJ pair energy there is +43, far up the repulsive wall;
@@ -72,6 +82,7 @@ from .molecules import MoleculeBatch
 from .volume import packing_coefficient, vdw_volume
 
 MIN_CONTACT_RATIO = 0.8  # see module docstring, step 3
+MAX_GRAD_NORM = 10.0  # recommended per-crystal gradient clipping, module docstring step 2
 OPT_CUTOFF = 6.0  # Angstrom, LJ cutoff used while optimizing (see energy.py)
 START_ANGLE_RANGE = (math.radians(70.0), math.radians(110.0))
 PARAM_SCALES = (
@@ -147,6 +158,7 @@ def optimize_crystals(
     tol_abs: float = 1e-3,
     tol_rel: float = 1e-4,
     skin: float = 1.5,
+    max_grad_norm: float | None = MAX_GRAD_NORM,
 ) -> OptimizationResult:
     """Batched rigid-body minimization of the LJ energy per molecule (module docstring).
 
@@ -159,6 +171,8 @@ def optimize_crystals(
         lr: initial Adam step size in unconstrained units (log length, logit angle, rad).
         lr_final_fraction: lr decays geometrically to lr * this at max_steps.
         window, tol_abs, tol_rel: convergence test (module docstring); energies per molecule.
+        max_grad_norm: each crystal's gradient (in unconstrained units) is scaled down to at
+            most this norm before the Adam update (None: no clipping); module docstring.
         skin: Angstrom; neighbour lists are built for cutoff + skin and rebuilt only when
             the geometry moved enough to make them incomplete (energy.PairList), so the
             energy and gradient are always those of the exact truncated sum.
@@ -201,6 +215,8 @@ def optimize_crystals(
         g[:, 6:9] = (
             0  # (u, v, w) do not enter P1 energies; drop round-off that Adam would amplify
         )
+        if max_grad_norm is not None:  # per-crystal clipping (see the module docstring)
+            g = g * (max_grad_norm / g.norm(dim=1, keepdim=True).clamp_min(1e-300)).clamp(max=1.0)
         if t == 0:
             initial[idx] = e
         better = e < best_e[idx]
@@ -346,6 +362,7 @@ def generate_crystals(
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float64,
     mol_volumes: Sequence[float] | None = None,
+    max_grad_norm: float | None = MAX_GRAD_NORM,
 ) -> CrystalSet:
     """Random P1, Z'=1 crystals of rigid molecules, LJ-optimized, plus noisy copies.
 
@@ -363,6 +380,8 @@ def generate_crystals(
         batch_size: crystals optimized together.
         device, dtype: where and in which precision to compute.
         mol_volumes: optional precomputed vdW volumes (Angstrom^3), one per molecule.
+        max_grad_norm: per-crystal gradient clipping of the optimizer (``optimize_crystals``);
+            None = off; default ``MAX_GRAD_NORM`` (module docstring, step 2).
 
     Returns:
         CrystalSet; rows: each kept optimum followed by its noisy copies, in start order
@@ -398,6 +417,7 @@ def generate_crystals(
             mol_index[s : s + batch_size],
             opt_cutoff,
             max_steps,
+            max_grad_norm=max_grad_norm,
         )
         for s in range(0, len(mol_index), batch_size)
     ]
