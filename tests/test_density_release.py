@@ -113,8 +113,9 @@ def test_hf_datasets_reads_both_configs(density_release, monkeypatch, tmp_path):
     monkeypatch.chdir(root)
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf"))
     split = next(s for s, v in read_manifest(out)["splits"].items() if v["samples"])
-    compact = load_dataset("densegen/pubchem-hf-density", split=split).with_format("numpy")
-    grid = load_dataset("densegen/pubchem-hf-density", "grid", split=split).with_format("numpy")
+    cache = str(tmp_path / "hf")  # datasets reads HF_DATASETS_CACHE only at import: pass it explicitly
+    compact = load_dataset("densegen/pubchem-hf-density", split=split, cache_dir=cache).with_format("numpy")
+    grid = load_dataset("densegen/pubchem-hf-density", "grid", split=split, cache_dir=cache).with_format("numpy")
     ours = {s["__key__"]: s for s in iter_release(out, split)}
     for row in compact:
         s = ours[str(row["__key__"])]

@@ -52,7 +52,8 @@ def test_load_dataset_from_the_folder_holding_densegen(small_release, tmp_path, 
     monkeypatch.setenv("HF_DATASETS_CACHE", str(tmp_path / "hf-cache"))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     ours = {s["__key__"]: s for s in iter_release(out, "train")}
-    ds = load_dataset("densegen/random-conformers", split="train", streaming=streaming)
+    ds = load_dataset("densegen/random-conformers", split="train", streaming=streaming,
+                      cache_dir=str(tmp_path / "hf-cache"))
     if not streaming:
         assert len(ds) == len(ours)
         assert str(ds.features["positions.npy"].dtype) == "float32"
