@@ -25,6 +25,7 @@ def main(argv=None) -> None:
     ap.add_argument("--workers", type=int, default=os.cpu_count() or 1)
     ap.add_argument("--root", type=Path, default=Path("/tmp/densegen-perf"))
     ap.add_argument("--reads", type=int, default=3, help="passes over the shards for read timing")
+    ap.add_argument("--release", type=Path, default=None, help="time reading this existing release (no build)")
     args = ap.parse_args(argv)
 
     from builders.build import build_release, release_dir
@@ -32,16 +33,17 @@ def main(argv=None) -> None:
     from builders.registry import get_release
 
     spec = get_release("random-conformers")
-    out = release_dir(args.root, spec.name)
-    shutil.rmtree(out, ignore_errors=True)
-    t = time.perf_counter()
-    manifest = build_release(spec, args.root, spec.resolve_params({}), seed=0, limit=args.limit,
-                             workers=args.workers, progress=True)
-    build_s = time.perf_counter() - t
-    n = sum(v["samples"] for v in manifest["splits"].values())
-    print(f"build: {args.limit} inputs, {n} samples, {args.workers} workers: "
-          f"inputs {_rate(args.limit, build_s)}; samples {_rate(n, build_s)} "
-          f"(input loading included; CPU s per stage {manifest['timing']['stage_cpu_seconds']})")
+    out = args.release or release_dir(args.root, spec.name)
+    if args.release is None:
+        shutil.rmtree(out, ignore_errors=True)
+        t = time.perf_counter()
+        manifest = build_release(spec, args.root, spec.resolve_params({}), seed=0, limit=args.limit,
+                                 workers=args.workers, progress=True)
+        build_s = time.perf_counter() - t
+        n = sum(v["samples"] for v in manifest["splits"].values())
+        print(f"build: {args.limit} inputs, {n} samples, {args.workers} workers: "
+              f"inputs {_rate(args.limit, build_s)}; samples {_rate(n, build_s)} "
+              f"(input loading included; CPU s per stage {manifest['timing']['stage_cpu_seconds']})")
 
     splits = [s for s in ("train", "valid", "test") if release_shards(out, s)]
 
