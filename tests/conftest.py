@@ -25,6 +25,18 @@ QM9_LIKE = [
 ]
 
 
+def embed_smiles(smiles: str, seed: int = 7):
+    """(atomic numbers (N,), positions (N, 3) Angstrom) of one ETKDG + MMFF94 conformer with H."""
+    import numpy as np
+    from rdkit import Chem
+    from rdkit.Chem import AllChem
+
+    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
+    assert AllChem.EmbedMolecule(mol, randomSeed=seed) == 0
+    AllChem.MMFFOptimizeMolecule(mol)
+    return np.array([a.GetAtomicNum() for a in mol.GetAtoms()]), mol.GetConformer().GetPositions()
+
+
 def zinc_smiles(n: int) -> list[str]:
     """First ``n`` SMILES of the embedded ZINC train file (real, mostly > 9 heavy atoms)."""
     lines = (EMBEDDED / "zinc_train10k.csv").read_text().splitlines()[1:]

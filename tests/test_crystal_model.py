@@ -34,17 +34,11 @@ from builders.crystals.molecules import MoleculeBatch
 from builders.crystals.radii import VDW_RADII, vdw_radii
 from builders.crystals.volume import packing_coefficient, vdw_volume
 
+from .conftest import embed_smiles
+
 
 def _embed(smiles, seed=7):
-    from rdkit import Chem
-    from rdkit.Chem import AllChem
-
-    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
-    assert AllChem.EmbedMolecule(mol, randomSeed=seed) == 0
-    AllChem.MMFFOptimizeMolecule(mol)
-    return np.array(
-        [a.GetAtomicNum() for a in mol.GetAtoms()]
-    ), mol.GetConformer().GetPositions()
+    return embed_smiles(smiles, seed)
 
 
 @pytest.fixture(scope="module")

@@ -21,17 +21,11 @@ from builders.crystals.optimize import (
 )
 from builders.crystals.volume import vdw_volume
 
+from .conftest import embed_smiles
+
 
 def _embed(smiles, seed=11):
-    from rdkit import Chem
-    from rdkit.Chem import AllChem
-
-    mol = Chem.AddHs(Chem.MolFromSmiles(smiles))
-    assert AllChem.EmbedMolecule(mol, randomSeed=seed) == 0
-    AllChem.MMFFOptimizeMolecule(mol)
-    return np.array(
-        [a.GetAtomicNum() for a in mol.GetAtoms()]
-    ), mol.GetConformer().GetPositions()
+    return embed_smiles(smiles, seed)
 
 
 @pytest.fixture(scope="module")
