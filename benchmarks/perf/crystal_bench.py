@@ -84,8 +84,23 @@ def main(argv=None) -> None:
         help="torch CPU threads (default 1: the work is many small ops, and on a busy "
         "machine extra threads cost far more in synchronisation than they give)",
     )
+    ap.add_argument("--release", default=None,
+                    help="instead: print the energy and packing distributions of a built p1-crystals release")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.release:
+        from builders.crystals.preview import release_table
+
+        table = release_table(args.release)
+        opt = table["is_optimum"]
+        print(f"{args.release}: {len(opt)} crystals ({int(opt.sum())} optima, {int((~opt).sum())} noisy copies)")
+        print(f"{'quantiles':>24s} " + " ".join(f"{h:>9s}" for h in ("min", "5%", "25%", "50%", "75%", "95%", "max")))
+        for label, sel in (("optima", opt), ("noisy copies", ~opt)):
+            for key, name in (("lj", "LJ"), ("buckingham", "Buckingham"), ("packing", "packing"), ("mace", "MACE eV")):
+                values = torch.as_tensor(table[key][sel])
+                if sel.any() and bool(torch.isfinite(values).all()):
+                    print(_quantiles(f"{name} {label}", values))
+        return
 
     from builders.crystals.optimize import generate_crystals
     from builders.crystals.volume import vdw_volume
