@@ -33,12 +33,14 @@ from typing import Iterable
 import torch
 from safetensors.torch import load_file, save_file
 
+from baselines.checkpoints import CHECKPOINT_DIR
+from baselines.checkpoints import resolve_checkpoint as _resolve_checkpoint
+
 from .config import Mo3ENetConfig, get_config
 from .data import collate_point_clouds, types_from_atomic_numbers
 from .loss import SigmaSchedule, add_position_noise, reconstruction_loss
 from .model import Mo3ENet, center_positions
 
-CHECKPOINT_DIR = "checkpoints"
 
 
 def learning_rate(step: int, cfg) -> float:
@@ -151,14 +153,7 @@ def save_checkpoint(out_dir: Path, model, optimizer, sigma: SigmaSchedule, step:
 
 def resolve_checkpoint(path) -> Path:
     """Accept a checkpoint dir, a ``checkpoints`` dir or a training out dir; return the step dir."""
-    p = Path(path)
-    for cand in (p, p / CHECKPOINT_DIR):
-        if (cand / "model.safetensors").is_file():
-            return cand
-        if (cand / "latest").is_file():
-            return cand / (cand / "latest").read_text().strip()
-    raise FileNotFoundError(f"no Mo3ENet checkpoint found at {path} "
-                            "(expected model.safetensors + state.pt, or a 'latest' file)")
+    return _resolve_checkpoint(path, "model.safetensors", "Mo3ENet")
 
 
 def load_config(checkpoint) -> Mo3ENetConfig:

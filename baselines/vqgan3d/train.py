@@ -41,6 +41,9 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
+from baselines.checkpoints import CHECKPOINT_DIR
+from baselines.checkpoints import resolve_checkpoint as _resolve_checkpoint
+
 from .config import VQGAN3DConfig, get_config
 from .discriminator import build_discriminator, random_slices
 from .losses import (
@@ -158,7 +161,7 @@ def save_checkpoint(out_dir: Path, step: int, model, disc, opt_g, opt_d, slice_g
     """Write checkpoints/step_NNNNNNNN atomically (temp dir + rename); returns its path."""
     from safetensors.torch import save_file
 
-    root = out_dir / "checkpoints"
+    root = out_dir / CHECKPOINT_DIR
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
     tmp = root / f".tmp_step_{step:08d}"
@@ -180,14 +183,7 @@ def save_checkpoint(out_dir: Path, step: int, model, disc, opt_g, opt_d, slice_g
 
 def resolve_checkpoint(path) -> Path:
     """A checkpoint dir, or a run dir / checkpoints dir whose ``latest`` names one."""
-    p = Path(path)
-    for cand in (p, p / "checkpoints"):
-        if (cand / "weights.safetensors").is_file():
-            return cand
-        if (cand / "latest").is_file():
-            return cand / (cand / "latest").read_text().strip()
-    raise FileNotFoundError(f"no checkpoint found at {path} (expected weights.safetensors "
-                            f"or checkpoints/latest)")
+    return _resolve_checkpoint(path, "weights.safetensors", "3DGrid-VQGAN")
 
 
 def load_weights(model: VQGAN3D, ckpt, disc=None) -> None:
