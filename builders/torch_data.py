@@ -77,11 +77,12 @@ class ReleaseIterableDataset(IterableDataset):
         yield from buf
 
 
-def collate_point_clouds(samples: list[dict]) -> dict:
+def collate_point_clouds(samples: list[dict], padded: bool = True) -> dict:
     """Collate variable-size point clouds.
 
     Args:
         samples: dicts with ``atomic_numbers`` (N_i,) and ``positions`` (N_i, 3) Angstrom.
+        padded: also build the padded layout (leave it off when only the flat one is used).
     Returns:
         dict with flat ``z`` (sum N,) long, ``pos`` (sum N, 3) float32, ``batch`` (sum N,) long,
         ``num_atoms`` (B,) long; padded ``z_padded`` (B, N_max) long (0 = padding),
@@ -92,18 +93,18 @@ def collate_point_clouds(samples: list[dict]) -> dict:
     z = [torch.as_tensor(np.asarray(s["atomic_numbers"]), dtype=torch.long) for s in samples]
     pos = [torch.as_tensor(np.asarray(s["positions"]), dtype=torch.float32) for s in samples]
     num = torch.tensor([len(t) for t in z], dtype=torch.long)
+    flat = {"z": torch.cat(z), "pos": torch.cat(pos),
+            "batch": torch.repeat_interleave(torch.arange(len(samples)), num), "num_atoms": num,
+            "keys": [s.get("__key__", "") for s in samples]}
+    if not padded:
+        return flat
     nmax = int(num.max())
     z_pad = torch.zeros(len(samples), nmax, dtype=torch.long)
     pos_pad = torch.zeros(len(samples), nmax, 3)
     for i, (zi, pi) in enumerate(zip(z, pos)):
         z_pad[i, : len(zi)] = zi
         pos_pad[i, : len(zi)] = pi
-    return {
-        "z": torch.cat(z), "pos": torch.cat(pos),
-        "batch": torch.repeat_interleave(torch.arange(len(samples)), num), "num_atoms": num,
-        "z_padded": z_pad, "pos_padded": pos_pad, "mask": torch.arange(nmax)[None, :] < num[:, None],
-        "keys": [s.get("__key__", "") for s in samples],
-    }
+    return {**flat, "z_padded": z_pad, "pos_padded": pos_pad, "mask": torch.arange(nmax)[None, :] < num[:, None]}
 
 
 class RenderDensity:

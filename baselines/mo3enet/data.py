@@ -6,11 +6,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from builders.torch_data import collate_point_clouds as builders_collate
+
 from .config import ELEMENTS
 
 
 def collate_point_clouds(samples: Sequence[dict]) -> dict:
-    """Concatenate molecules into one flat batch.
+    """Check molecules for Mo3ENet (H, C, N, O, F; finite positions) and concatenate them into
+    one flat batch with ``builders.torch_data.collate_point_clouds``.
 
     Args:
         samples: B dicts, each with ``"atomic_numbers"`` (N,) integer array (H, C, N, O, F only)
@@ -26,11 +29,10 @@ def collate_point_clouds(samples: Sequence[dict]) -> dict:
     """
     if len(samples) == 0:
         raise ValueError("collate_point_clouds: got an empty list of samples")
-    zs, ps, counts = [], [], []
     allowed = np.array(ELEMENTS)
     for k, s in enumerate(samples):
-        z = np.asarray(s["atomic_numbers"]).astype(np.int64).reshape(-1)
-        p = np.asarray(s["positions"], dtype=np.float32)
+        z = np.asarray(s["atomic_numbers"]).reshape(-1)
+        p = np.asarray(s["positions"])
         if z.size == 0:
             raise ValueError(f"sample {k}: molecule has no atoms")
         if p.shape != (z.size, 3):
@@ -42,16 +44,8 @@ def collate_point_clouds(samples: Sequence[dict]) -> dict:
                              f"(Mo3ENet types are Z in {list(ELEMENTS)})")
         if not np.isfinite(p).all():
             raise ValueError(f"sample {k}: positions contain NaN or inf")
-        zs.append(z)
-        ps.append(p)
-        counts.append(z.size)
-    num_atoms = torch.tensor(counts, dtype=torch.long)
-    return {
-        "z": torch.from_numpy(np.concatenate(zs)),
-        "pos": torch.from_numpy(np.concatenate(ps)),
-        "batch": torch.repeat_interleave(torch.arange(len(samples)), num_atoms),
-        "num_atoms": num_atoms,
-    }
+    batch = builders_collate(list(samples), padded=False)
+    return {k: batch[k] for k in ("z", "pos", "batch", "num_atoms")}
 
 
 def types_from_atomic_numbers(z: torch.Tensor) -> torch.Tensor:
