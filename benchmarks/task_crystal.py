@@ -18,6 +18,7 @@ import numpy as np
 from tqdm import tqdm
 
 from .heads import HEADS, fit_heads
+from .metrics.regression import mae, pearson_r
 
 RELEASE = "p1-crystals"
 LADDER = ("none", "volume", "inertia")
@@ -93,17 +94,13 @@ def embed_posed(model, samples: list[dict], batch_size: int = 128, progress: boo
     return emb
 
 
-def pearson(pred: np.ndarray, truth: np.ndarray) -> float:
-    """Pearson correlation of two 1-D arrays (nan when either is constant)."""
-    if pred.std() == 0 or truth.std() == 0:
-        return float("nan")
-    return float(np.corrcoef(pred, truth)[0, 1])
-
-
 def crystal_metrics(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> dict:
-    """Per energy: MAE (energy units) and Pearson R."""
-    return {n: {"mae": float(np.abs(pred[:, j] - truth[:, j]).mean()), "pearson_r": pearson(pred[:, j], truth[:, j])}
-            for j, n in enumerate(names)}
+    """Per energy: MAE (energy units) and Pearson R (None when a prediction is constant)."""
+    out = {}
+    for j, n in enumerate(names):
+        r = pearson_r(pred[:, j], truth[:, j])
+        out[n] = {"mae": mae(pred[:, j], truth[:, j]), "pearson_r": r if np.isfinite(r) else None}
+    return out
 
 
 def run(model, seeds: int = 3, quick: bool = False, head: str = "paper002", progress: bool = True, root=".",
@@ -120,7 +117,9 @@ def run(model, seeds: int = 3, quick: bool = False, head: str = "paper002", prog
     if min(len(data[s][0]) for s in data) == 0:
         raise ValueError(f"the {RELEASE} release at {path} has an empty split: "
                          f"{ {s: len(d[0]) for s, d in data.items()} }; build it from more conformers")
-    cfg = HEADS.get(head, HEADS["paper002"])
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; heads: {sorted(HEADS)}")
+    cfg = HEADS[head]
     if quick:
         cfg = replace(cfg, max_epochs=QUICK_EPOCHS, patience=10)
     rungs = {name: load_model(name) for name in LADDER}
@@ -163,8 +162,9 @@ def aggregate_seeds(per_seed: list[dict]) -> dict:
         for energy in per_seed[0][rung]:
             out[rung][energy] = {}
             for metric in ("mae", "pearson_r"):
-                v = np.array([s[rung][energy][metric] for s in per_seed], np.float64)
-                out[rung][energy][metric] = {"mean": float(v.mean()), "std": float(v.std())}
+                v = [s[rung][energy][metric] for s in per_seed]
+                out[rung][energy][metric] = ({"mean": None, "std": None} if any(x is None for x in v)
+                                             else {"mean": float(np.mean(v)), "std": float(np.std(v))})
     model = out.get("model", {})
     if "buckingham_energy" in model:
         out["buckingham_mae"] = model["buckingham_energy"]["mae"]

@@ -130,7 +130,7 @@ def auto_build_smiles(n: int = AUTO_BUILD["n_molecules"], max_heavy_atoms: int =
     from builders.splits import assign_split
 
     out = []
-    for item in pubchem_inputs():
+    for item in pubchem_inputs()[0]:
         mol = Chem.MolFromSmiles(item.text)
         if mol is None or mol.GetNumHeavyAtoms() > max_heavy_atoms:
             continue

@@ -19,7 +19,7 @@ def _types(z) -> np.ndarray:
     return np.array([TYPE_INDEX[int(a)] for a in z])
 
 
-def _check_component(c, n_atoms: int, where: str) -> dict:
+def _check_component(c, where: str) -> dict:
     pos = np.asarray(c["positions"], np.float64).reshape(-1, 3)
     probs = np.asarray(c["type_probs"], np.float64).reshape(len(pos), -1)
     w = np.asarray(c["weights"], np.float64).reshape(-1)
@@ -50,8 +50,7 @@ def run(model, seeds: int = 1, quick: bool = False, progress: bool = True, batch
     for i in tqdm(range(0, len(rows), batch_size), desc="reconstruct", disable=not progress, unit="batch"):
         batch = [molecule(data, int(r)) for r in rows[i:i + batch_size]]
         for j, c in enumerate(model.reconstruct(batch)):
-            comps.append(_check_component(c, len(batch[j]["atomic_numbers"]), batch[j]["__key__"]))
-    metrics = score_components(data, rows, comps)
+            comps.append(_check_component(c, batch[j]["__key__"]))
     offsets = np.cumsum([0] + [len(c["weights"]) for c in comps])
     predictions = {
         "gdb_index": data["index"][rows],

@@ -111,6 +111,7 @@ def run(model, seeds: int = 3, quick: bool = False, head: str = "paper000", prog
     and the results say so (``protocol.subset``)."""
     data = load_qm9(progress=progress)
     rows = split_rows(data, quick)
+    train_std = data["targets"][rows["train"]].std(0)  # of the task's train split (before any subset)
     subset = getattr(model, "input_kind", "any") == "density"
     if subset:
         by_index = embed_density_release(model, root, progress=progress)
@@ -128,7 +129,6 @@ def run(model, seeds: int = 3, quick: bool = False, head: str = "paper000", prog
 
         cfg = replace(cfg, max_epochs=QUICK_EPOCHS, patience=10)
     per_seed, preds = [], []
-    train_std = data["targets"][split_rows(data, quick)["train"]].std(0)  # of the task's whole train split
     for seed in range(seeds):
         fit = fit_heads(emb["train"], y["train"], emb["valid"], y["valid"], emb["test"], cfg, seed,
                         progress=progress, desc=f"heads seed {seed}")

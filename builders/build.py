@@ -195,13 +195,14 @@ def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, li
     params_path = work / "params.json"
     if params_path.exists():
         old = json.loads(params_path.read_text())
-        if old["params"] != full_params or old.get("builder_version") != PACKAGE_VERSION:
+        if old != identity:  # parameters, builder version or the inputs themselves changed
             changed = sorted(k for k in set(old["params"]) | set(full_params)
                              if old["params"].get(k) != full_params.get(k))
+            if old.get("inputs_sha256") != identity["inputs_sha256"]:
+                changed.append("inputs")
             raise BuildError(f"{out} holds an unfinished build with other parameters ({', '.join(changed) or 'builder version'}); "
                              f"finish it with the same options or delete {work}")
     else:
-        units_dir.mkdir(parents=True, exist_ok=True)
         write_atomic(params_path, _json_bytes(identity))
     units_dir.mkdir(parents=True, exist_ok=True)
     _clear_stale_tmp(out)

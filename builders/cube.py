@@ -285,7 +285,7 @@ def export_cube(sample: dict, path, shape=None, **render_kwargs) -> Cube:
     rho = np.asarray(rho.cpu().numpy() if hasattr(rho, "cpu") else rho, dtype=np.float64)
     z = np.asarray(sample["atomic_numbers"]).astype(int)
     pos = np.asarray(sample["positions"], dtype=np.float64) / ANGSTROM_PER_BOHR
-    basis = sample.get("basis", "")
+    basis = sample.get("basis", (sample.get("meta") or {}).get("basis", ""))
     comments = ("densegen electron density (e/Bohr^3)",
                 f"RHF/{basis.decode() if isinstance(basis, bytes) else basis} density matrix")
     write_cube(path, rho, origin, axes, z, pos, comments)

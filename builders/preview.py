@@ -21,21 +21,17 @@ def draw_density_slices(sample: dict, out_png: Path, shape=(96, 96, 96)) -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .density.render import render_density
+    from .density.render import render_density, resolve_frame
 
     if "density" in sample:
         rho = np.asarray(sample["density"], np.float64)
-        origin = np.asarray(sample["grid_origin"], np.float64)
-        axes = np.asarray(sample["grid_axes"], np.float64)
+        origin, axes, _ = resolve_frame(sample, shape=None)
     else:
         rho = np.asarray(render_density(sample, shape=shape))
-        n0 = np.asarray(sample["grid_shape"], np.float64)
-        origin = np.asarray(sample["grid_origin"], np.float64)
-        axes = np.asarray(sample["grid_axes"], np.float64) * ((n0 - 1) / (np.asarray(shape) - 1))[:, None]
-    step = np.diag(axes)
+        origin, axes, _ = resolve_frame(sample, shape=shape)
     atoms = np.asarray(sample["positions"], np.float64) * BOHR_PER_ANGSTROM
     z = np.asarray(sample["atomic_numbers"])
-    idx = (atoms - origin) / step  # fractional grid coordinates of the atoms
+    idx = (atoms - origin) @ np.linalg.inv(axes)  # grid coordinates of the atoms (any frame)
     floor = max(float(rho.max()) * 1e-6, 1e-12)
     fig, panels = plt.subplots(1, 3, figsize=(12, 4.2))
     names = ("x", "y", "z")

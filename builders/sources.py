@@ -14,7 +14,6 @@ DATA_DIR = Path(__file__).parent / "data"
 ZINC_FILES = ("zinc_train10k.csv", "zinc_test.csv")
 PUBCHEM_FILE = "pubchemqc2019_nocharge.smi"
 QM9_PARTS = ("qm9_part1.csv", "qm9_part2.csv", "qm9_part3.csv")
-QM9_COUNT = 130_831
 
 
 def stable_int(text: str) -> int:
@@ -51,9 +50,12 @@ def qm9_table(columns: tuple[str, ...] | None = None):
 
 
 def qm9_inputs() -> list[Input]:
-    """QM9 SMILES as inputs, keyed ``qm9_<gdb index, 6 digits>``."""
-    table = qm9_table(("SMILES",))
-    return [Input(f"qm9_{int(i):06d}", str(s), "qm9") for i, s in zip(table["Index"], table["SMILES"])]
+    """QM9 SMILES as inputs, keyed ``qm9_<gdb index, 6 digits>`` (from the cached QM9 arrays,
+    which are made once here, in the parent, before any worker needs them)."""
+    from .qm9_source import load_qm9
+
+    data = load_qm9()
+    return [Input(f"qm9_{int(i):06d}", str(s), "qm9") for i, s in zip(data["index"], data["smiles"])]
 
 
 def zinc_inputs() -> list[Input]:
@@ -67,10 +69,9 @@ def zinc_inputs() -> list[Input]:
     return out
 
 
-def pubchem_inputs() -> list[Input]:
-    """Embedded PubChem SMILES (9,880), keyed ``pubchem_<line, 5 digits>``."""
-    items, _ = smiles_file_inputs(DATA_DIR / PUBCHEM_FILE, prefix="pubchem")
-    return items
+def pubchem_inputs() -> tuple[list[Input], list[InputFailure]]:
+    """Embedded PubChem SMILES (9,880), keyed ``pubchem_<line, 6 digits>``, and any lines rejected."""
+    return smiles_file_inputs(DATA_DIR / PUBCHEM_FILE, prefix="pubchem")
 
 
 def smiles_file_inputs(path: Path, prefix: str = "input") -> tuple[list[Input], list[InputFailure]]:

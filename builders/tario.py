@@ -7,7 +7,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from .encoding import check_key, encode_sample
+from .encoding import check_key
 
 
 def _member(name: str, data: bytes) -> tarfile.TarInfo:
@@ -39,12 +39,6 @@ def tar_bytes(samples) -> tuple[bytes, int]:
                 tar.addfile(_member(f"{key}.{suffix}", data), io.BytesIO(data))
             count += 1
     return buf.getvalue(), count
-
-
-def encoded(samples):
-    """Turn (key, fields dict) pairs into (key, members) pairs for :func:`tar_bytes`."""
-    for key, fields in samples:
-        yield key, encode_sample(fields)
 
 
 def write_atomic(path: Path, data: bytes) -> None:

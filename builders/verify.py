@@ -75,7 +75,7 @@ def verify_release(path: Path) -> list[str]:
         counts[(config, split)] = counts.get((config, split), 0) + n
     for config in {sh.get("config", "default") for sh in manifest.get("shards", [])}:
         for split, info in manifest.get("splits", {}).items():
-            if counts.get((config, split), 0) != info["samples"] and not problems:
+            if counts.get((config, split), 0) != info["samples"]:
                 problems.append(f"config {config}, split {split}: {counts.get((config, split), 0)} samples, "
                                 f"manifest says {info['samples']}")
     return problems

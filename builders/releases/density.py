@@ -160,7 +160,7 @@ class PubChemHFDensity(_DensityRelease):
 
         if params.get("input"):
             return smiles_file_inputs(Path(params["input"]))
-        return pubchem_inputs(), []
+        return pubchem_inputs()
 
     def process(self, item: Input, params: dict, seed: int) -> dict:
         from ..chem.density_pipeline import build_density_sample
