@@ -34,15 +34,15 @@ def release_path(root) -> Path:
     return release_dir(Path(root), RELEASE)
 
 
-def ensure_release(root, progress: bool = True) -> Path:
-    """The p1-crystals release under ``root``; builds a small one (and the random-conformers
-    release it needs) first when it is missing, saying so."""
+def ensure_release(root, progress: bool = True) -> tuple[Path, dict | None]:
+    """The p1-crystals release under ``root`` and, when it had to be built first (small, for
+    smoke runs; one line says so), a description of that build (else None)."""
     from builders.build import build_release, release_dir
     from builders.registry import get_release
 
     path = release_path(root)
     if (path / "manifest.json").is_file():
-        return path
+        return path, None
     print(f"crystal-energy: no {RELEASE} release under {root}; building a small one "
           f"({AUTO_CONFORMERS} random conformers, then crystals) ...", flush=True)
     rc = get_release("random-conformers")
@@ -52,7 +52,7 @@ def ensure_release(root, progress: bool = True) -> Path:
     spec = get_release(RELEASE)
     params = spec.resolve_params({"conformers": str(release_dir(Path(root), rc.name))})
     build_release(spec, Path(root), params, seed=0, workers=2, progress=progress)
-    return path
+    return path, {"release": RELEASE, "random_conformers": AUTO_CONFORMERS, "seed": 0}
 
 
 def posed_sample(sample: dict) -> dict:
@@ -109,7 +109,7 @@ def run(model, seeds: int = 3, quick: bool = False, head: str = "paper002", prog
     from benchmarks.protocol import load_model
     from builders.reader import read_manifest
 
-    path = ensure_release(root, progress)
+    path, built = ensure_release(root, progress)
     manifest = read_manifest(path)
     limits = QUICK_MAX if quick else {"train": None, "valid": None, "test": None}
     data = {s: load_split(path, s, limits[s]) for s in ("train", "valid", "test")}
@@ -141,7 +141,7 @@ def run(model, seeds: int = 3, quick: bool = False, head: str = "paper002", prog
         per_seed.append({"seed": seed, **{rung: crystal_metrics(preds[rung][seed], truth, names) for rung in rungs}})
     return {
         "protocol": {"head": head, "head_config": cfg.to_dict(), "seeds": list(range(seeds)), "quick": quick,
-                     "ladder": list(rungs), "energies": names, "features": "[embedding, 12 cell parameters]",
+                     "auto_build": built, "ladder": list(rungs), "energies": names, "features": "[embedding, 12 cell parameters]",
                      "n": {s: len(d[0]) for s, d in data.items()}},
         "release": {"name": RELEASE, "version": manifest["release_version"],
                     "shards_sha256": sorted(sh["sha256"] for sh in manifest["shards"])},

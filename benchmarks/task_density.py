@@ -267,7 +267,9 @@ def _as_prediction(grid, shape, key: str) -> np.ndarray:
     if g.shape != tuple(shape):
         raise ValueError(f"{key}: reconstruction has shape {g.shape}, the input grid {tuple(shape)}")
     _check_values(g, key)
-    return g.astype(np.float16)
+    g16 = g.astype(np.float16)
+    _check_values(g16.astype(np.float64), key)  # what is scored and stored is the float16 grid
+    return g16
 
 
 def _check_values(g: np.ndarray, key: str) -> None:

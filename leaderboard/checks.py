@@ -98,6 +98,9 @@ def check_document(doc: dict) -> TaskSpec:
     if doc["protocol"]["quick"]:
         raise Rejected("quick-run", "this is a --quick run (a smoke test on a subset); the leaderboard takes "
                                     "only full runs: rerun benchmarks.run without --quick")
+    if doc["protocol"].get("auto_build"):
+        raise Rejected("auto-built-release", "this run used the small release the runner builds when none is "
+                                             "present (a smoke test); build the full release and rerun")
     per_seed = doc["metrics"]["per_seed"]
     if len(per_seed) < task.min_seeds_leaderboard:
         raise Rejected("too-few-seeds", f"{len(per_seed)} seed(s); task {task.name!r} needs at least "

@@ -157,6 +157,8 @@ DOC_EDITS = {
     "other-primary-metric": (["task", "primary_metric"], "molwise_matched_fraction", "task-definition",
                              "primary metric"),
     "quick-flag": (["protocol", "quick"], True, "quick-run", "--quick run"),
+    "auto-built-release": (["protocol", "auto_build"], {"release": "p1-crystals", "random_conformers": 150},
+                           "auto-built-release", "small release the runner builds"),
     "path-traversal-name": (["model", "name"], "../../etc/passwd", "unsafe-name", "looks like a path"),
     "absolute-path-name": (["model", "name"], "/tmp/evil", "unsafe-name", "looks like a path"),
     "control-chars-name": (["model", "name"], "good\x1b[31mmodel", "control-char", "U+001B"),
