@@ -93,7 +93,7 @@ def test_cli_time_steps_and_bad_release(tmp_path, capsys):
 
 
 def test_release_grids_render_real_density(monkeypatch, tmp_path):
-    """ReleaseGrids renders each sample with builders' renderer and applies log(rho+1)."""
+    """ReleaseGrids defers rendering each sample with builders' renderer, then log(rho+1)."""
     import numpy as np
     from pyscf import gto, scf
 
@@ -119,8 +119,10 @@ def test_release_grids_render_real_density(monkeypatch, tmp_path):
         yield from (sample, sample)
 
     monkeypatch.setattr(builders.reader, "iter_release", fake_iter_release)
-    grids = list(ReleaseGrids(tmp_path, "valid", 16))
-    assert calls == [(str(tmp_path), "valid")] and len(grids) == 2
+    deferred = list(ReleaseGrids(tmp_path, "valid", 16))
+    assert calls == [(str(tmp_path), "valid")] and len(deferred) == 2
+    assert all(callable(d) for d in deferred)  # rendered only when a batch keeps them
+    grids = [d() for d in deferred]
     want = torch.log1p(torch.as_tensor(render_density(sample, shape=(16, 16, 16)),
                                        dtype=torch.float32))
     assert grids[0].shape == (1, 16, 16, 16) and torch.allclose(grids[0][0], want)

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import math
 import os
@@ -82,24 +83,28 @@ def synthetic_grids(n: int, size: int, seed: int = 0, n_blobs: int = 6) -> list:
 
 
 class ReleaseGrids:
-    """Re-iterable of (1, N, N, N) log(rho+1) grids rendered from a release split.
+    """Re-iterable of deferred (1, N, N, N) log(rho+1) grids of a release split.
 
-    Uses ``builders.reader.iter_release(path, split)`` and
-    ``builders.density.render_density(sample, shape=(N, N, N))`` (electrons / Bohr^3 on the
-    sample's box, stretched to a cube as in the seed), imported lazily.
+    Each item is a zero-argument callable that renders its grid with
+    ``builders.torch_data.RenderDensity`` (electrons / Bohr^3 on the sample's box, stretched to
+    a cube as in the seed; a stored grid of that shape is used as is), so :func:`_batches`
+    renders only the grids it keeps (not those skipped on resume or meant for other ranks).
     """
 
     def __init__(self, path: str, split: str, size: int):
         self.path, self.split, self.size = path, split, size
 
     def __iter__(self):
-        from builders.density import render_density
         from builders.reader import iter_release
+        from builders.torch_data import RenderDensity
 
-        shape = (self.size,) * 3
+        render = RenderDensity(shape=(self.size,) * 3, log1p=True)
         for sample in iter_release(Path(self.path), self.split):
-            rho = torch.as_tensor(render_density(sample, shape=shape), dtype=torch.float32)
-            yield torch.log1p(rho.clamp_min(0.0))[None]
+            yield functools.partial(_rendered_grid, render, sample)
+
+
+def _rendered_grid(render, sample) -> torch.Tensor:
+    return render(sample)["grid"]
 
 
 def _batches(items: Iterable, batch_size: int, rank: int, world: int,
@@ -114,6 +119,8 @@ def _batches(items: Iterable, batch_size: int, rank: int, world: int,
             i += 1
             if i <= skip or (i - 1) % world != rank:
                 continue
+            if callable(item):  # deferred grid (ReleaseGrids): rendered only when kept
+                item = item()
             t = torch.as_tensor(item, dtype=torch.float32)
             buf.append(t if t.ndim == 4 else t[None])
             if len(buf) == batch_size:

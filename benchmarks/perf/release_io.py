@@ -67,9 +67,8 @@ def main(argv=None) -> None:
     time_reader("webdataset (decoded)", wds_all)
     time_reader("densegen reader", own_all)
 
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")  # before the import: huggingface_hub reads it then
     from datasets import load_dataset
-
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
     def hf_streaming():
         for s in splits:
