@@ -165,9 +165,6 @@ def test_buckingham_minimum_is_minus_one_at_r0():
     (g,) = torch.autograd.grad(e0, r0)
     assert float(e0.detach()) == pytest.approx(-1.0, abs=1e-14)
     assert abs(float(g)) < 1e-14
-    # the paper's rounded A = -3.2619 gives almost the same well
-    d = 1.0
-    assert -3.2619 * math.exp(-d) + 0.2 * d**-6 == pytest.approx(-1.0, abs=1e-4)
     # repulsive at short range, attractive tail
     assert float(potentials.buckingham(torch.tensor(0.6), torch.tensor(1.0))) > 0
     assert -0.2 < float(potentials.buckingham(torch.tensor(3.0), torch.tensor(1.0))) < 0
@@ -344,15 +341,8 @@ def test_volume_of_spheres_and_packing_of_one_atom():
     )
     assert float(pc) == pytest.approx(exact / a**3, rel=5e-4)
     # two overlapping spheres: union = sum of spheres - lens
-    r1, r2, d = 1.7, 1.5, 1.9
-    lens = (
-        math.pi
-        * (r1 + r2 - d) ** 2
-        * (d * d + 2 * d * r2 - 3 * r2 * r2 + 2 * d * r1 + 6 * r1 * r2 - 3 * r1 * r1)
-        / (12 * d)
-    )
+    r1, r2 = 1.7, 1.5
     v2 = vdw_volume([6, 9], [[0, 0, 0], [1.1, 1.2, -1.0]])
-    assert math.dist((0, 0, 0), (1.1, 1.2, -1.0)) == pytest.approx(math.sqrt(3.65))
     d = math.sqrt(3.65)
     lens = (
         math.pi

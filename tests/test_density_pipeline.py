@@ -227,13 +227,16 @@ def test_unsupported_mindo3_element_fails_before_conformer_search():
     assert "conformers" not in t
 
 
+def test_xtb_option_runs_gfn2_and_records_it():
+    pytest.importorskip("tblite", reason="the xtb extra (tblite) is not installed")
+    s = dp.build_density_sample("CCO", n_conformers=4, n_mindo3=2, semiempirical="xtb")
+    assert s["semiempirical_method"] == "GFN2-xTB"
+    assert np.nanmin(s["semiempirical_energies_hartree"]) == pytest.approx(-11.39, abs=0.02)
+
+
 def test_xtb_option_is_explicit(monkeypatch):
     from builders.chem import xtb
 
-    if xtb.xtb_available():
-        s = dp.build_density_sample("CCO", n_conformers=4, n_mindo3=2, semiempirical="xtb")
-        assert s["semiempirical_method"] == "GFN2-xTB"
-        assert np.nanmin(s["semiempirical_energies_hartree"]) == pytest.approx(-11.39, abs=0.02)
     monkeypatch.setattr(xtb, "xtb_available", lambda: False)
     with pytest.raises(MoleculeFailure) as err:
         dp.build_density_sample("CCO", semiempirical="xtb")

@@ -77,8 +77,8 @@ def test_grid_integral_matches_electron_count_and_stored_grid_matches_render(den
             assert abs(rho5.sum() * abs(np.linalg.det(wide["grid_axes"])) - n) / n < 1e-3
 
 
-def test_density_matrix_storage_round_trip_and_float32_error(density_release):
-    from builders.density.render import render_density
+def test_density_matrix_storage_round_trip(density_release):
+    from builders.density.molecule import mole_from_sample
     from builders.density.storage import pack_density_matrix, unpack_density_matrix
 
     _, out, _ = density_release
@@ -86,11 +86,10 @@ def test_density_matrix_storage_round_trip_and_float32_error(density_release):
     dm = unpack_density_matrix(s["density_matrix"])
     assert np.array_equal(pack_density_matrix(dm), s["density_matrix"])  # exact round trip
     assert np.allclose(dm, dm.T)
-    # float32 storage vs the same matrix in float64 rounding: the grid error it causes is tiny
-    exact = dict(s, density_matrix=pack_density_matrix(dm.astype(np.float64), dtype=np.float64))
-    noisy = dict(s, density_matrix=pack_density_matrix(dm.astype(np.float64) * (1 + 1e-7), dtype=np.float32))
-    a, b = render_density(exact, shape=(32, 32, 32)), render_density(noisy, shape=(32, 32, 32))
-    assert np.linalg.norm(a - b) / np.linalg.norm(a) < 1e-6
+    # the stored (float32) matrix still holds the electrons: trace(D S) = N
+    overlap = mole_from_sample(s).intor("int1e_ovlp")
+    assert np.trace(dm @ overlap) == pytest.approx(s["meta"]["n_electrons"], abs=1e-4)
+    # (the grid error float32 storage causes is measured against pyscf in test_render.py)
 
 
 def test_dataloader_recipe_renders_requested_shape_with_log1p(density_release):

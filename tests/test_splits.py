@@ -10,7 +10,6 @@ from builders.splits import assign_split, split_key, split_unit_interval
 def test_split_is_a_pure_function_of_the_connectivity_block():
     ethanol = inchikey_of_smiles("CCO")
     assert ethanol == "LFQSCWFLJHTTHZ-UHFFFAOYSA-N"  # the standard InChIKey of ethanol
-    assert assign_split(ethanol) == assign_split(ethanol)
     # stereoisomers share the connectivity block and therefore the split
     l_ala, d_ala = inchikey_of_smiles("C[C@@H](N)C(=O)O"), inchikey_of_smiles("C[C@H](N)C(=O)O")
     assert l_ala == d_ala  # stereo removed from identity
