@@ -58,7 +58,7 @@ def npz_bytes(arrays: dict) -> bytes:
 
 def write_results(out_dir: Path, task, model_name: str, model_target: str, n_params: int, protocol: dict,
                   per_seed: list[dict], aggregate: dict, predictions: dict, wall_time_s: float,
-                  release: dict | None = None, extra: dict | None = None) -> Path:
+                  release: dict | None = None) -> Path:
     """Write ``<out_dir>/<task>-<model>.json`` and its predictions ``.npz``; returns the JSON path."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -82,8 +82,6 @@ def write_results(out_dir: Path, task, model_name: str, model_target: str, n_par
         "command": " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.run", *sys.argv[1:]]),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    if extra:
-        doc.update(extra)
     path = out_dir / f"{stem}.json"
     path.write_text(json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n")
     return path

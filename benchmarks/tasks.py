@@ -6,7 +6,7 @@ read this table; a results file records the task version and split hash it was m
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 @dataclass(frozen=True)
@@ -43,7 +43,6 @@ class TaskSpec:
     protocol: str
     quick: str
     runner: str
-    release_limits: dict = field(default_factory=dict)
 
 
 TASKS: dict[str, TaskSpec] = {

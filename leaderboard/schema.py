@@ -10,9 +10,12 @@ from __future__ import annotations
 import jsonschema
 from jsonschema.exceptions import best_match
 
+from benchmarks.results import (
+    SCHEMA_VERSION as RESULTS_SCHEMA_VERSION,  # the writer owns the version
+)
+
 from .errors import Rejected
 
-RESULTS_SCHEMA_VERSION = "densegen-results-1"
 ENTRY_SCHEMA_VERSION = "densegen-leaderboard-entry-1"
 
 _SHA256 = {"type": "string", "pattern": "^[0-9a-f]{64}$"}

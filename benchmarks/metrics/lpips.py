@@ -23,6 +23,7 @@ features-only one (keys ``N.*``), as ``.safetensors`` or a torch file (loaded wi
 """
 from __future__ import annotations
 
+import functools
 import os
 from dataclasses import dataclass
 
@@ -52,8 +53,10 @@ class LPIPSResult:
     variant: str = VARIANT
 
 
+@functools.lru_cache(maxsize=2)
 def load_vgg16_features(path: str) -> torch.nn.Sequential:
-    """torchvision VGG16 convolutional trunk (``features``) with weights from a local file."""
+    """torchvision VGG16 convolutional trunk (``features``) with weights from a local file
+    (loaded once per path and process: LPIPS is computed chunk by chunk)."""
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
         state = load_file(path)

@@ -54,14 +54,14 @@ def conformer_inputs(path: Path) -> list[Input]:
     Raises:
         FileNotFoundError: when ``path`` holds no release, saying how to build one.
     """
-    from ..reader import iter_release
+    from ..reader import iter_release, read_manifest
 
     path = Path(path)
     if not (path / "manifest.json").is_file():
         raise FileNotFoundError(
             f"no random-conformers release at {path}: build it first, e.g. `{BUILD_HINT}` "
             f"(with the same --root), or pass --conformers PATH, or --input SMILES_FILE")
-    manifest = json.loads((path / "manifest.json").read_text())
+    manifest = read_manifest(path)
     if manifest.get("release") != CONFORMER_RELEASE:
         raise ValueError(f"{path} is a {manifest.get('release')!r} release, not {CONFORMER_RELEASE}")
     items = [Input(s["__key__"], conformer_text(s), CONFORMER_SOURCE)
