@@ -251,6 +251,7 @@ def finalize(spec: ReleaseSpec, out: Path, chunks, records: dict, rejected, full
     shards = []
     wanted = set()
     configs = spec.configs(full_params)
+    fields: dict[str, set] = {cfg.name: set() for cfg in configs}  # member suffixes seen per config
     for cfg in configs:
         for split in SPLITS:
             entries = by_split[split]
@@ -260,7 +261,8 @@ def finalize(spec: ReleaseSpec, out: Path, chunks, records: dict, rejected, full
             for n, group in enumerate(groups):
                 rel = Path(cfg.folder) / split / f"{stem}-{split}-{n:06d}.tar"
                 wanted.add(rel.as_posix())
-                info = write_shard(out / rel, _members_for(units_dir, group, cfg.exclude))
+                info = write_shard(out / rel, _recording_fields(_members_for(units_dir, group, cfg.exclude),
+                                                                fields[cfg.name], cfg.name))
                 shards.append({"path": rel.as_posix(), "config": cfg.name, "split": split, "sha256": info["sha256"],
                                "bytes": info["bytes"], "count": info["count"]})
     for folder in {cfg.folder for cfg in configs} | {"data"}:
@@ -292,6 +294,8 @@ def finalize(spec: ReleaseSpec, out: Path, chunks, records: dict, rejected, full
         "split_function": split_record(),
         "inputs": {"count": n_inputs, "processed": sum(len(c) for c in chunks), "sha256": identity["inputs_sha256"]},
         "configs": {c.name: {"folder": c.folder, "default": c.default, "excluded_fields": sorted(c.exclude),
+                             "fields": sorted(next(iter(fields[c.name])) if fields[c.name] else
+                                              (k for k in spec.features(c.name, full_params) if not k.startswith("__"))),
                              "splits": {s: {"shards": sum(1 for sh in shards if sh["config"] == c.name and sh["split"] == s),
                                             "bytes": sum(sh["bytes"] for sh in shards if sh["config"] == c.name and sh["split"] == s)}
                                         for s in SPLITS}} for c in configs},
@@ -308,6 +312,24 @@ def finalize(spec: ReleaseSpec, out: Path, chunks, records: dict, rejected, full
     write_atomic(out / MANIFEST, _json_bytes(manifest))
     write_atomic(out / "README.md", card.render_card(spec, manifest).encode("utf-8"))
     return manifest
+
+
+def _recording_fields(samples, seen: set, config: str):
+    """Pass (key, members) through, adding each sample's member-suffix set to ``seen``.
+
+    Every sample of a config must have the same members (the ``datasets`` WebDataset reader
+    needs it, and readers check samples against the manifest's ``fields``).
+
+    Raises:
+        BuildError: naming the sample whose members differ from the earlier samples'.
+    """
+    for key, members in samples:
+        names = frozenset(sfx for sfx, _ in members)
+        if seen and names not in seen:
+            raise BuildError(f"config {config}: sample {key!r} has members {sorted(names)}, "
+                             f"others have {sorted(next(iter(seen)))}")
+        seen.add(names)
+        yield key, members
 
 
 def _members_for(units_dir: Path, group, exclude=frozenset()):
