@@ -46,6 +46,7 @@ def test_layout_manifest_and_card(small_release):
 def test_every_built_molecule_is_chemically_sane(small_release):
     _, out = small_release
     n = 0
+    noise = {"train": [], "valid": [], "test": []}
     for split in ("train", "valid", "test"):
         for s in iter_release(out, split):
             n += 1
@@ -62,13 +63,25 @@ def test_every_built_molecule_is_chemically_sane(small_release):
             d = np.linalg.norm(pos[:, None].astype(np.float64) - pos[None], axis=-1)
             d[np.diag_indices(len(d))] = np.inf
             assert d.min() >= 0.7
-            assert np.linalg.norm(pos - pos.mean(0), axis=1).max() <= 15.0
-            assert 0.9 <= meta["scale"] <= 1.25
-            assert meta["noise_sigma_angstrom"] == (0.1 if split == "train" else 0.01)
+            und = s["undistorted_positions"].astype(np.float64)
+            assert s["undistorted_positions"].dtype == np.float32 and und.shape == pos.shape
+            assert np.linalg.norm(und - und.mean(0), axis=1).max() <= 15.0
+            sigma, scale = meta["noise_sigma_angstrom"], meta["scale"]
+            assert sigma == (0.1 if split == "train" else 0.01)
+            if split == "train":
+                assert 0.9 <= scale <= 1.25
+            else:
+                assert scale == 1.0  # the authors never rescale at evaluation
+            # positions = c + s (undistorted + noise - c), c the undistorted centroid: the noise comes back
+            c = und.mean(0)
+            noise[split].append(((pos.astype(np.float64) - c) / scale + c - und).ravel())
             # every rotatable bond of the molecule as built was spun (the paper; not the code's gate)
             assert len(meta["torsions_deg"]) == len(molh.GetSubstructMatches(ROTATABLE))
             assert all(0.0 <= t < 360.0 for t in meta["torsions_deg"])
     assert n > 60
+    for split, expected in (("train", 0.1), ("valid", 0.01), ("test", 0.01)):
+        drawn = np.concatenate(noise[split])
+        assert len(drawn) > 30 and abs(drawn.std() / expected - 1) < 0.25, (split, drawn.std())
 
 
 def test_same_seed_gives_byte_identical_shards_other_seed_does_not(tmp_path, small_smiles_file, small_release):

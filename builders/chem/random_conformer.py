@@ -2,13 +2,39 @@
 
 SMILES -> RDKit 3D embedding (ETKDG) -> while more than 9 heavy atoms: cut an acyclic single
 bond between heavy atoms and cap the open valence with H -> spin every rotatable bond to a
-uniform random torsion -> a short MMFF94 relaxation that removes clashes -> Gaussian position
-noise and a global rescale about the centroid.
+uniform random torsion -> a short MMFF94 relaxation that removes clashes (the undistorted
+conformer) -> for training samples only, Gaussian position noise and a global rescale about
+the centroid (evaluation samples get the small evaluation noise and no rescale).
 
-Differences from the released MXtalTools code, on purpose (the paper's procedure is followed):
-every rotatable bond is spun (the code only spun when a methyl/OH rotor was present), the
-relaxation's convergence test is the right way round (the code's was inverted), and truncated
-fragments are re-protonated (the code left open valences).
+How this differs from the released MXtalTools code (checked against
+``mxtaltools/dataset_utils/mol_building.py``, ``data_class_methods/mol_methods.py`` and
+``modeller.py`` at HEAD 5e814b9d):
+
+* Torsions and clash removal. The dataset builders (``construction/parallel_synthesis.py``)
+  call ``MolData.from_smiles`` without ``scramble_dihedrals``, whose default is False, so
+  neither torsions nor the clash minimization run there: a sample is the RDKit embedding of
+  the (truncated) molecule. Where ``scramble_dihedrals=True`` is passed, the builders'
+  ``allow_methyl_rotations=True`` makes ``scramble_dihedral_angles`` treat every rotor as
+  allowed, and it applies torsions only when some rotor is NOT allowed, so again no torsion
+  is applied. That path's clash minimization runs MMFF in cycles of 10 iterations (at most
+  10) while any NON-BONDED pair is closer than 1.2 A and drops the molecule if that fails
+  (its test, ``min distance > 1.2`` means converged, is the right way round). This pipeline
+  spins every rotatable bond, as the paper describes, then runs 20 MMFF94 steps, and more
+  only while ANY pair is closer than 0.7 A.
+* Truncation. The code removes whole fragments behind bridge bonds of any bond order
+  (weighted towards small fragments), never cutting a bond whose smaller side is one atom
+  (so a lone terminal heavy atom such as F or =O is never cut off), then re-protonates
+  (``AddHs(RemoveHs(m))``) and re-embeds the fragment from scratch. Here: acyclic single bonds
+  between heavy atoms are cut (a terminal heavy atom may be cut off), the open valence is
+  capped with an H along the old bond, and the fragment keeps its embedded geometry.
+* Noise and rescale. In the code both are autoencoder-training augmentations
+  (``modeller.preprocess_ae_inputs``, called with them only when ``epoch_type == 'train'``):
+  noise of ``positional_noise.autoencoder`` A (the paper: 0.1) and, when the config sets
+  ``affine_scale_factor`` (1 in the experiment configs that set it), a rescale of the
+  coordinates by N(factor, 0.1) clipped to [0.9, 1.25]; evaluation batches get 0.01 A noise
+  and no rescale; crystals are built from the plain conformer. This pipeline stores both the
+  undistorted conformer and the perturbed one; valid/test samples are never rescaled.
+* Filters. The code's radius is over heavy atoms from their centroid; here over all atoms.
 
 All randomness comes from the ``numpy.random.Generator`` passed in, so a molecule's result
 depends only on (SMILES, generator state).
@@ -45,7 +71,8 @@ class ConformerParams:
         mmff_extra_iterations: further steps allowed when atoms are still closer than min_distance.
         noise_sigma_train, noise_sigma_eval: Gaussian position noise per coordinate, Angstrom
             (0.1 for train, 0.01 for valid/test, as the authors' code).
-        scale_mean, scale_std, scale_min, scale_max: global rescale ~ N(mean, std) clipped.
+        scale_mean, scale_std, scale_min, scale_max: global rescale ~ N(mean, std) clipped,
+            applied to train samples only (the authors never rescale at evaluation).
     """
 
     max_input_heavy_atoms: int = 50
@@ -251,20 +278,27 @@ def relax(mol: Chem.Mol, params: ConformerParams) -> int:
 
 
 def perturb(positions: np.ndarray, rng: np.random.Generator, sigma: float, params: ConformerParams,
-            tries: int = 10) -> tuple[np.ndarray, float]:
-    """Gaussian noise (sigma per coordinate, Angstrom) and a global rescale about the centroid.
+            rescale: bool = True, tries: int = 10) -> tuple[np.ndarray, float]:
+    """Gaussian noise (sigma per coordinate, Angstrom) and, if ``rescale``, a global rescale
+    about the centroid by s ~ N(scale_mean, scale_std) clipped to [scale_min, scale_max].
 
     The draw is repeated (up to ``tries`` times) if it brings two atoms closer than min_distance.
 
+    Args:
+        positions: (N, 3) Angstrom, the undistorted conformer.
+        rescale: draw a rescale (train samples); False leaves the scale at exactly 1 and draws
+            no scale at all.
     Returns:
-        (new positions (N, 3), scale factor).
+        (new positions (N, 3) Angstrom, scale factor; 1.0 when not rescaled).
     Raises:
         MoleculeFailure: stage ``noise`` if every draw made a clash.
     """
     centroid = positions.mean(axis=0)
     for _ in range(tries):
         noise = rng.normal(0.0, sigma, size=positions.shape)
-        scale = float(np.clip(rng.normal(params.scale_mean, params.scale_std), params.scale_min, params.scale_max))
+        scale = 1.0
+        if rescale:
+            scale = float(np.clip(rng.normal(params.scale_mean, params.scale_std), params.scale_min, params.scale_max))
         new = centroid + scale * (positions + noise - centroid)
         if min_distance(new) >= params.min_distance:
             return new, scale

@@ -26,13 +26,14 @@ def _order_key(item: Input) -> str:
 
 class RandomConformers(ReleaseSpec):
     name = "random-conformers"
-    version = "1.0.0"
+    version = "2.0.0"
     license = "mit"
     pretty_name = "densegen random molecular conformers"
     summary = ("Typed point clouds (Z, xyz in Angstrom) of random conformers of QM9 and ZINC molecules, made "
                "by the Mo3ENet pipeline: RDKit embedding, truncation to <= 9 heavy atoms with H capping, "
-               "uniform random torsions on every rotatable bond, a short MMFF94 relaxation, Gaussian "
-               "position noise and a global rescale. Elements H, C, N, O, F; 5-30 atoms.")
+               "uniform random torsions on every rotatable bond, a short MMFF94 relaxation; each sample holds the "
+               "undistorted conformer and a perturbed copy (Gaussian position noise, and in train a global "
+               "rescale). Elements H, C, N, O, F; 5-30 atoms.")
     unit_size = 500
     samples_per_shard = 10_000
     tags = ("chemistry", "molecules", "3d", "point-cloud", "conformers", "webdataset")
@@ -76,20 +77,23 @@ class RandomConformers(ReleaseSpec):
         split = assign_split(inchikey)
         torsions = spin_rotatable_bonds(mol, rng)
         mmff_steps = relax(mol, cp)
-        sigma = cp.noise_sigma_train if split == "train" else cp.noise_sigma_eval
-        positions, scale = perturb(mol.GetConformer().GetPositions(), rng, sigma, cp)
+        undistorted = mol.GetConformer().GetPositions()
         z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.uint8)
         if not cp.min_atoms <= len(z) <= cp.max_atoms:
             raise MoleculeFailure("filter", f"{len(z)} atoms outside {cp.min_atoms}-{cp.max_atoms}")
-        radius = float(np.linalg.norm(positions - positions.mean(0), axis=1).max())
+        radius = float(np.linalg.norm(undistorted - undistorted.mean(0), axis=1).max())
         if radius > cp.max_radius:
             raise MoleculeFailure("filter", f"radius {radius:.2f} A exceeds {cp.max_radius} A")
-        positions = positions.astype(np.float32)
-        if min_distance(positions.astype(np.float64)) < cp.min_distance:
+        train = split == "train"  # augmentations as the authors' training: noise 0.1 + rescale; eval: 0.01, no rescale
+        sigma = cp.noise_sigma_train if train else cp.noise_sigma_eval
+        positions, scale = perturb(undistorted, rng, sigma, cp, rescale=train)
+        positions, undistorted = positions.astype(np.float32), undistorted.astype(np.float32)
+        if min(min_distance(positions.astype(np.float64)), min_distance(undistorted.astype(np.float64))) < cp.min_distance:
             raise MoleculeFailure("noise", f"atoms closer than {cp.min_distance} A after float32 rounding")
         return {
             "atomic_numbers": z,
             "positions": positions,
+            "undistorted_positions": undistorted,
             "meta": {
                 "smiles": Chem.MolToSmiles(Chem.RemoveHs(mol)),
                 "parent_smiles": item.text,
@@ -117,10 +121,14 @@ class RandomConformers(ReleaseSpec):
                           "source": Value("string"), "torsions_deg": List(Value("float64")),
                           "truncation_steps": Value("int64")},
             "positions.npy": Array2D(shape=(None, 3), dtype="float32"),
+            "undistorted_positions.npy": Array2D(shape=(None, 3), dtype="float32"),
         })
 
     def card_body(self, manifest: dict) -> str:
-        return """## How it was built
+        return CARD_BODY
+
+
+CARD_BODY = """## How it was built
 
 Paper 002 (Mo3ENet), section 3.4, as its text describes it. Per input SMILES, with a random
 generator seeded by (build seed, sample key):
@@ -133,26 +141,59 @@ generator seeded by (build seed, sample key):
    old bond.
 4. Every rotatable bond (RDKit's strict definition; amide C-N excluded) set to a uniform
    random torsion.
-5. 20 steps of MMFF94 (more only while two atoms are closer than 0.7 A).
-6. Gaussian noise on every coordinate (0.1 A in train, 0.01 A in valid/test) and a global
-   rescale about the centroid by s ~ N(1, 0.1) clipped to [0.9, 1.25].
-7. Filters: 5-30 atoms, radius <= 15 A, no two atoms closer than 0.7 A.
+5. 20 steps of MMFF94 (more only while two atoms are closer than 0.7 A). The result is the
+   undistorted conformer, `undistorted_positions.npy`.
+6. `positions.npy`: the undistorted conformer with Gaussian noise on every coordinate; in
+   train (0.1 A) also a global rescale about the centroid by s ~ N(1, 0.1) clipped to
+   [0.9, 1.25]; in valid/test only 0.01 A noise and never a rescale (`meta.scale` = 1).
+7. Filters: 5-30 atoms, radius <= 15 A (all atoms, from their centroid, undistorted), no two
+   atoms closer than 0.7 A in either coordinate set.
 
 The split is decided by the molecule AS BUILT (a truncated ZINC fragment that is a QM9 test
 molecule is a test molecule), so QM9 valid/test molecules never appear in train; the QM9
 molecules of the test split form the evaluation hold-out of the point-cloud benchmark.
 
-Differences from the authors' released MXtalTools code (which had bugs here): bond spinning
-there only happened when a methyl/OH rotor was present, its relaxation convergence test was
-inverted, and truncated fragments were not re-protonated. This release does what the paper
-describes.
+## How this differs from the authors' released code
 
-Fields (three tar members per sample, for fast reading): `atomic_numbers.npy` (uint8, N),
-`positions.npy` (float32, N x 3, Angstrom) and `meta.json` with `smiles` (the molecule as
-built), `parent_smiles` (the input), `inchikey` (identity used for the split), `source` (qm9 /
-zinc / file name) and the provenance of every perturbation: `seed` (build seed; the sample's
-generator is seeded by (seed, key)), `truncation_steps`, `torsions_deg` (torsions set),
-`mmff_steps`, `noise_sigma_angstrom`, `scale`.
+Checked against MXtalTools HEAD (`dataset_utils/mol_building.py`,
+`data_class_methods/mol_methods.py`, `construction/parallel_synthesis.py`, `modeller.py`):
+
+* Torsions: the code's dataset builders never pass `scramble_dihedrals` (default False), so
+  no torsion and no clash minimization runs there; and with `allow_methyl_rotations=True`,
+  the setting they use, `scramble_dihedral_angles` would apply no torsion either (it rotates
+  only when some rotor is not a methyl/amino/hydroxyl rotor that is disallowed). Here every
+  rotatable bond is spun, as the paper describes.
+* Clash removal: the code's (unused) minimization runs MMFF in cycles of 10 iterations while
+  a non-bonded pair is closer than 1.2 A (at most 10 cycles, else the molecule is dropped);
+  its convergence test is correct. Here: 20 MMFF94 steps, more while any pair is < 0.7 A.
+* Truncation: the code removes fragments behind bridge bonds of any order, weighted towards
+  small fragments, never cutting a bond whose smaller side is a single atom (a lone terminal
+  heavy atom such as F or =O stays), then re-protonates (`AddHs(RemoveHs(m))`) and re-embeds
+  the fragment. Here acyclic single bonds between heavy atoms are cut (a terminal heavy atom
+  may go), the valence is capped with H along the old bond, and the geometry is kept.
+* Noise and rescale are training augmentations in the code (`preprocess_ae_inputs`, train
+  batches only: noise 0.1 A in the paper, rescale N(1, 0.1) clipped to [0.9, 1.25]; evaluation
+  batches: 0.01 A noise, no rescale). Here both the undistorted and the perturbed
+  coordinates are stored, so a user can draw fresh augmentations from `undistorted_positions`.
+* Radius filter: heavy atoms from their centroid in the code; all atoms here.
+
+## Fields
+
+Four tar members per sample: `atomic_numbers.npy` (uint8, N), `positions.npy` (float32,
+N x 3, Angstrom, perturbed), `undistorted_positions.npy` (float32, N x 3, Angstrom, the
+conformer before noise and rescale; same atom order) and `meta.json` with `smiles` (the
+molecule as built), `parent_smiles` (the input), `inchikey` (identity used for the split),
+`source` (qm9 / zinc / file name) and the provenance of every perturbation: `seed` (build
+seed; the sample's generator is seeded by (seed, key)), `truncation_steps`, `torsions_deg`
+(torsions set), `mmff_steps`, `noise_sigma_angstrom`, `scale` (1 when not rescaled).
+
+## Changes
+
+* 2.0.0: new field `undistorted_positions.npy`; valid/test samples are no longer rescaled
+  (1.x rescaled every split); the radius filter uses the undistorted conformer; the card's
+  account of the authors' code is corrected (1.x said their convergence test was inverted,
+  that they did not re-protonate, and that they spun bonds when a methyl/OH rotor was present:
+  all three were wrong).
 """
 
 
