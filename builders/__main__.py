@@ -21,13 +21,21 @@ def _cmd_build(args) -> int:
     from .build import BuildError, build_release, release_dir, summary_line
 
     spec = get_release(args.release)
-    params = spec.params_from_args(args)
     try:
+        params = spec.params_from_args(args)
         manifest = build_release(spec, args.root, params, seed=args.seed, limit=args.limit, workers=args.workers,
                                  keep_work=args.keep_work, progress=not args.quiet, unit_size=args.unit_size)
     except (BuildError, ValueError, FileNotFoundError, ModuleNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # disk full, permissions, read-only file system...: work done so far is kept
+        where = f" ({err.filename})" if err.filename else ""
+        print(f"error: {err.strerror or err}{where}; the work finished so far is kept: fix this and run the same "
+              f"command again to resume", file=sys.stderr)
+        return 3
+    except KeyboardInterrupt:
+        print("interrupted; the work finished so far is kept: run the same command again to resume", file=sys.stderr)
+        return 130
     print(summary_line(manifest, release_dir(args.root, spec.name)))
     return 0
 

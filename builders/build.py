@@ -2,41 +2,63 @@
 
 Layout while building (inside the release folder)::
 
-    .build/params.json             parameters the work units were made with
-    .build/units/unit-NNNNNN.tar   samples of one work unit (same encoding as shards)
-    .build/units/unit-NNNNNN.json  its record: inputs, samples (key, split, inchikey), failures
+    .build/params.json                 parameters, inputs hash and builder version of this build
+    .build/units/unit-NNNNNN.tar       samples of one work unit (same encoding as shards)
+    .build/units/unit-NNNNNN.json      its record: identity, inputs, samples (key, split,
+                                       inchikey), failures, the tar's sha256
+    .build/units/unit-NNNNNN.started   while a unit runs: the key of each input as it starts
 
 A unit is done when its ``.json`` exists; both files are written atomically (tar first), so a
-killed build resumes from the units it finished and redoes only the unit it was in. Samples
-are seeded by (seed, key), never by worker or order, so any schedule gives the same bytes.
+killed build resumes from the units it finished and redoes only the unit it was in. Every
+unit record carries the hash of the parameters and of its own inputs it was made with
+(:func:`unit_identity`), and a unit whose hash or tar does not match is redone, whatever
+state ``.build/`` is in (a half-removed ``.build/`` from another build, say). Samples are
+seeded by (seed, key), never by worker or order, so any schedule gives the same bytes.
+
+One build at a time per release folder: a second build of the same release into the same
+root refuses with a message while the first holds ``<root>/densegen/.<release>.lock``.
+
+An input whose processing kills its worker process (a segfault in a native library, the
+OOM killer) is found from the ``.started`` journal and retried in a fresh worker, up to
+``MAX_ATTEMPTS`` times in all; then it is recorded as a failure (stage ``worker``) and the
+rest of its unit is built without it.
+
 Finalizing routes samples to their split in input order and writes shards, ``failures.jsonl``,
-``manifest.json`` and ``README.md``; then ``.build/units`` is removed (unless keep_work).
+``manifest.json`` and ``README.md``; then ``.build/`` is removed (unless keep_work).
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import shutil
 import time
 import traceback
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from tqdm import tqdm
 
 from . import card
 from .encoding import encode_sample
-from .executor import make_executor
+from .executor import WorkerDied, make_executor
 from .failures import MoleculeFailure
 from .provenance import PACKAGE_VERSION, git_commit, package_versions
+from .registry import import_string_of
 from .spec import Input, ReleaseSpec
 from .splits import SPLITS, assign_split, split_record
-from .tario import iter_tar_samples, write_atomic, write_shard
+from .tario import iter_tar_samples, sha256_file, write_atomic, write_shard
 
 MANIFEST = "manifest.json"
 FAILURES = "failures.jsonl"
 FORMAT_VERSION = 1
+MAX_ATTEMPTS = 3  # tries of an input whose processing kills its worker (the first and 2 retries)
+MAX_SEED = 2**63 - 1
+# OS errors that say the machine, not the molecule, is in trouble: they stop the build (with
+# everything done so far kept) instead of being recorded as a failure of every molecule
+ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.EMFILE, errno.ENFILE,
+                                errno.ENOMEM, errno.EIO})
 
 
 class BuildError(Exception):
@@ -45,14 +67,23 @@ class BuildError(Exception):
 
 @dataclass(frozen=True)
 class UnitTask:
-    """Everything a worker needs to build one work unit (picklable)."""
+    """Everything a worker needs to build one work unit (picklable).
 
-    release: str
+    Attributes:
+        spec: import string ``"module:Class"`` of the release (so unregistered releases work too).
+        identity: :func:`unit_identity` of this unit, stored in its record.
+        skip: input key -> failure reason, for inputs not to process again (they killed
+            their worker ``MAX_ATTEMPTS`` times).
+    """
+
+    spec: str
     params: dict
     seed: int
     index: int
     inputs: tuple[Input, ...]
     units_dir: str
+    identity: str
+    skip: dict = field(default_factory=dict)
 
 
 def release_dir(root: Path, name: str) -> Path:
@@ -66,76 +97,109 @@ def unit_paths(units_dir: Path, index: int) -> tuple[Path, Path]:
     return stem.with_suffix(".tar"), stem.with_suffix(".json")
 
 
+def journal_path(units_dir: Path, index: int) -> Path:
+    """The ``.started`` journal of work unit ``index`` (input keys, one a line, as they start)."""
+    return Path(units_dir) / f"unit-{index:06d}.started"
+
+
 def _json_bytes(obj) -> bytes:
     return (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def unit_identity(build_identity: dict, inputs) -> str:
+    """sha256 naming what a unit is made from: the build's identity (parameters, all inputs'
+    hash, builder version) and the unit's own inputs (key, source, text)."""
+    h = hashlib.sha256(_json_bytes(build_identity))
+    h.update(_inputs_digest(inputs).encode("ascii"))
+    return h.hexdigest()
+
+
+def _is_environment_error(err: BaseException) -> bool:
+    return isinstance(err, OSError) and err.errno in ENVIRONMENT_ERRNOS
 
 
 def run_unit(task: UnitTask) -> dict:
     """Build one work unit in this process; writes its tar and json, returns its record.
 
-    Per-input failures (MoleculeFailure or any other exception) are recorded, never raised.
+    Per-input failures (MoleculeFailure or any other exception) are recorded, never raised,
+    except OS errors of the machine itself (disk full, read-only file system, out of file
+    handles: :data:`ENVIRONMENT_ERRNOS`), which stop the unit and reach the driver.
     """
-    from .registry import get_release
+    from .registry import release_from_import_string
 
-    spec = get_release(task.release)
+    spec = release_from_import_string(task.spec)
     samples, records, failures = [], [], []
     stage_seconds: Counter = Counter()
-    for item in task.inputs:
-        start = time.perf_counter()
-        try:
-            built = spec.process(item, task.params, task.seed)
-            many = isinstance(built, list)
-            outputs = built if many else [("", built)]
-            encoded = []
-            for suffix, fields in outputs:
-                timings = fields.pop("_timings", {})
-                for stage, seconds in timings.items():
-                    if stage != "total":  # the driver times the whole molecule itself
-                        stage_seconds[stage] += seconds
-                inchikey = fields["meta"]["inchikey"]
-                key = f"{item.key}-{suffix}" if many else item.key
-                t_enc = time.perf_counter()
-                members = encode_sample(fields)
-                stage_seconds["write"] += time.perf_counter() - t_enc
-                encoded.append((key, members, {"key": key, "split": assign_split(inchikey), "inchikey": inchikey}))
-        except MoleculeFailure as err:
-            failures.append({"key": item.key, "input": item.text, "source": item.source,
-                             "stage": err.stage, "reason": err.reason})
-            continue
-        except Exception as err:  # a bug or a library error on one molecule must not stop the build
-            last = traceback.extract_tb(err.__traceback__)[-1]
-            failures.append({"key": item.key, "input": item.text, "source": item.source, "stage": "internal",
-                             "reason": f"{type(err).__name__}: {err} ({Path(last.filename).name}:{last.lineno})"})
-            continue
-        finally:
-            stage_seconds["total"] += time.perf_counter() - start
-        for key, members, record in encoded:
-            samples.append((key, members))
-            records.append(record)
-    tar_path, json_path = unit_paths(Path(task.units_dir), task.index)
+    units_dir = Path(task.units_dir)
+    with open(journal_path(units_dir, task.index), "w", encoding="utf-8") as journal:
+        for item in task.inputs:
+            if item.key in task.skip:
+                failures.append({"key": item.key, "input": item.text, "source": item.source,
+                                 "stage": "worker", "reason": task.skip[item.key]})
+                continue
+            journal.write(item.key + "\n")
+            journal.flush()  # the process may die in native code: the driver reads this to know where
+            start = time.perf_counter()
+            try:
+                built = spec.process(item, task.params, task.seed)
+                many = isinstance(built, list)
+                outputs = built if many else [("", built)]
+                encoded = []
+                for suffix, fields in outputs:
+                    timings = fields.pop("_timings", {})
+                    for stage, seconds in timings.items():
+                        if stage != "total":  # the driver times the whole molecule itself
+                            stage_seconds[stage] += seconds
+                    inchikey = fields["meta"]["inchikey"]
+                    key = f"{item.key}-{suffix}" if many else item.key
+                    t_enc = time.perf_counter()
+                    members = encode_sample(fields)
+                    stage_seconds["write"] += time.perf_counter() - t_enc
+                    encoded.append((key, members, {"key": key, "split": assign_split(inchikey), "inchikey": inchikey}))
+            except MoleculeFailure as err:
+                failures.append({"key": item.key, "input": item.text, "source": item.source,
+                                 "stage": err.stage, "reason": err.reason})
+                continue
+            except Exception as err:  # a bug or a library error on one molecule must not stop the build
+                if _is_environment_error(err):
+                    raise
+                last = traceback.extract_tb(err.__traceback__)[-1]
+                failures.append({"key": item.key, "input": item.text, "source": item.source, "stage": "internal",
+                                 "reason": f"{type(err).__name__}: {err} ({Path(last.filename).name}:{last.lineno})"})
+                continue
+            finally:
+                stage_seconds["total"] += time.perf_counter() - start
+            for key, members, record in encoded:
+                samples.append((key, members))
+                records.append(record)
+    tar_path, json_path = unit_paths(units_dir, task.index)
     t_write = time.perf_counter()
     info = write_shard(tar_path, samples)
     stage_seconds["write"] += time.perf_counter() - t_write
-    record = {"index": task.index, "inputs": [i.key for i in task.inputs], "samples": records,
-              "failures": failures, "tar_sha256": info["sha256"],
+    record = {"index": task.index, "identity": task.identity, "inputs": [i.key for i in task.inputs],
+              "samples": records, "failures": failures, "tar_sha256": info["sha256"],
               "stage_seconds": {k: round(v, 6) for k, v in sorted(stage_seconds.items())}}
     write_atomic(json_path, _json_bytes(record))
+    journal_path(units_dir, task.index).unlink(missing_ok=True)
     return record
 
 
-def _load_unit(units_dir: Path, index: int, expected_keys: list[str]) -> dict | None:
-    """A finished unit's record if it matches the expected inputs, else None (redo it)."""
+def _load_unit(units_dir: Path, index: int, identity: str) -> dict | None:
+    """A finished unit's record if it was made from exactly these parameters and inputs and
+    its tar is the one it recorded, else None (redo it)."""
     tar_path, json_path = unit_paths(units_dir, index)
-    if not json_path.exists() or not tar_path.exists():
-        return None
     try:
         record = json.loads(json_path.read_text())
-    except (OSError, json.JSONDecodeError):
+        if not isinstance(record, dict) or record.get("identity") != identity:
+            return None
+        if sha256_file(tar_path) != record.get("tar_sha256"):
+            return None
+    except (OSError, ValueError):
         return None
-    return record if record.get("inputs") == expected_keys else None
+    return record
 
 
-def _inputs_digest(inputs: list[Input]) -> str:
+def _inputs_digest(inputs) -> str:
     h = hashlib.sha256()
     for item in inputs:
         h.update(f"{item.key}\t{item.source}\t{item.text}\n".encode("utf-8", "surrogateescape"))
@@ -147,6 +211,26 @@ def _clear_stale_tmp(folder: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
+def _last_started(units_dir: Path, index: int) -> str | None:
+    """The key of the input a unit's worker was processing when it died (from its journal)."""
+    try:
+        lines = journal_path(units_dir, index).read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    return lines[-1] if lines else None
+
+
+def build_lock(root: Path, name: str):
+    """The lock that keeps two builds of release ``name`` out of one root: a
+    ``filelock.FileLock`` on ``<root>/densegen/.<name>.lock`` (held by the OS, so a killed
+    build never leaves it held)."""
+    from filelock import FileLock
+
+    path = Path(root) / "densegen" / f".{name}.lock"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(str(path), timeout=0)
+
+
 def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, limit: int | None = None,
                   workers: int = 1, keep_work: bool = False, progress: bool = True, executor=None,
                   unit_size: int | None = None) -> dict:
@@ -156,10 +240,11 @@ def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, li
         spec: the release.
         root: folder that holds ``densegen/``.
         params: release-specific parameters (JSON-serializable; recorded in the manifest).
-        seed: the build seed; with the same inputs and seed the shards are byte-identical.
+        seed: the build seed, 0 <= seed < 2^63; with the same inputs and seed the shards are
+            byte-identical.
         limit: use only the first ``limit`` inputs (in the release's input order).
         workers: local worker processes (ignored if ``executor`` is given).
-        keep_work: keep ``.build/units`` after finishing.
+        keep_work: keep ``.build/`` after finishing.
         progress: show a progress bar.
         executor: an :class:`builders.executor.Executor` to use instead of a local pool.
         unit_size: inputs per work unit (resume granularity; default: the release's). It does
@@ -167,16 +252,36 @@ def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, li
     Returns:
         The manifest (also written to ``manifest.json``).
     Raises:
-        BuildError: if the folder holds a build made with other parameters.
+        BuildError: bad parameters, a folder holding an unfinished build with other
+            parameters, or another build of the release running into the same root.
+        OSError: the machine's own errors (disk full, ...); everything finished is kept and a
+            rerun resumes.
     """
+    from filelock import Timeout
+
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed <= MAX_SEED:
+        raise BuildError(f"--seed must be an integer from 0 to 2^63-1, got {seed!r}")
+    if limit is not None and limit < 0:
+        raise BuildError(f"--limit must be >= 0, got {limit}")
+    lock = build_lock(root, spec.name)
+    try:
+        lock.acquire()
+    except Timeout:
+        raise BuildError(f"another build of {spec.name} is running into {release_dir(root, spec.name)} "
+                         f"(it holds {lock.lock_file}); wait for it to finish or use another --root") from None
+    try:
+        return _build_locked(spec, root, params, seed, limit, workers, keep_work, progress, executor, unit_size)
+    finally:
+        lock.release()
+
+
+def _build_locked(spec, root, params, seed, limit, workers, keep_work, progress, executor, unit_size) -> dict:
     params = spec.resolve_params(params)
     out = release_dir(root, spec.name)
     work = out / ".build"
     units_dir = work / "units"
     inputs, rejected = spec.load_inputs(params)
     if limit is not None:
-        if limit < 0:
-            raise BuildError(f"--limit must be >= 0, got {limit}")
         inputs = inputs[:limit]
     unit_size = int(unit_size or spec.unit_size)
     if unit_size < 1:
@@ -186,22 +291,30 @@ def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, li
     identity = {"params": full_params, "inputs_sha256": _inputs_digest(inputs), "builder_version": PACKAGE_VERSION}
 
     manifest_path = out / MANIFEST
-    if manifest_path.exists() and not (work / "params.json").exists():
-        old = json.loads(manifest_path.read_text())
-        if old.get("build_identity") == identity:
+    params_path = work / "params.json"
+    if manifest_path.exists() and not params_path.exists():
+        try:
+            old = json.loads(manifest_path.read_text())
+        except (OSError, ValueError):
+            old = None
+        if isinstance(old, dict) and old.get("build_identity") == identity:
             if progress:
                 print(f"{spec.name}: already built at {out} with these parameters; nothing to do")
             return old
-    params_path = work / "params.json"
     if params_path.exists():
-        old = json.loads(params_path.read_text())
-        if old != identity:  # parameters, builder version or the inputs themselves changed
-            changed = sorted(k for k in set(old["params"]) | set(full_params)
-                             if old["params"].get(k) != full_params.get(k))
+        try:
+            old = json.loads(params_path.read_text())
+        except (OSError, ValueError):
+            old = None  # unreadable: nothing of it can be trusted, and units check themselves
+        if isinstance(old, dict) and old != identity:  # parameters, builder version or the inputs changed
+            old_params = old.get("params") if isinstance(old.get("params"), dict) else {}
+            changed = sorted(k for k in set(old_params) | set(full_params) if old_params.get(k) != full_params.get(k))
             if old.get("inputs_sha256") != identity["inputs_sha256"]:
                 changed.append("inputs")
             raise BuildError(f"{out} holds an unfinished build with other parameters ({', '.join(changed) or 'builder version'}); "
                              f"finish it with the same options or delete {work}")
+        if old is None:
+            write_atomic(params_path, _json_bytes(identity))
     else:
         write_atomic(params_path, _json_bytes(identity))
     units_dir.mkdir(parents=True, exist_ok=True)
@@ -209,24 +322,39 @@ def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, li
 
     n_units = (len(inputs) + unit_size - 1) // unit_size
     chunks = [tuple(inputs[i * unit_size:(i + 1) * unit_size]) for i in range(n_units)]
+    identities = [unit_identity(identity, chunk) for chunk in chunks]
     records: dict[int, dict] = {}
-    for i, chunk in enumerate(chunks):
-        rec = _load_unit(units_dir, i, [c.key for c in chunk])
+    for i in range(n_units):
+        rec = _load_unit(units_dir, i, identities[i])
         if rec is not None:
             records[i] = rec
-    todo = [UnitTask(spec.name, params, seed, i, chunks[i], str(units_dir)) for i in range(n_units) if i not in records]
+    spec_target = import_string_of(spec)
+    attempts: Counter = Counter()  # input key -> times its worker died on it
+    skip: dict[int, dict] = {}     # unit -> {input key: failure reason}
+
+    def task(i: int) -> UnitTask:
+        return UnitTask(spec_target, params, seed, i, chunks[i], str(units_dir), identities[i], dict(skip.get(i, {})))
 
     started = time.perf_counter()
     bar = tqdm(total=len(inputs), initial=sum(len(chunks[i]) for i in records), unit="mol",
                desc=f"build {spec.name}", disable=not progress, dynamic_ncols=True)
     own_executor = executor is None
+    todo = [i for i in range(n_units) if i not in records]
     executor = executor or make_executor(min(workers, max(1, len(todo))))
     try:
-        for _, record in executor.map_unordered(run_unit, todo):
-            records[record["index"]] = record
-            bar.update(len(record["inputs"]))
-            bar.set_postfix(ok=sum(len(r["samples"]) for r in records.values()),
-                            failed=sum(len(r["failures"]) for r in records.values()))
+        while todo:  # a round per wave of retries after worker deaths
+            tasks = [task(i) for i in todo]
+            todo = []
+            for pos, result in executor.map_unordered(run_unit, tasks):
+                index = tasks[pos].index
+                if isinstance(result, WorkerDied):
+                    todo.append(index)
+                    _note_worker_death(units_dir, index, chunks[index], result, attempts, skip, bar)
+                    continue
+                records[index] = result
+                bar.update(len(result["inputs"]))
+                bar.set_postfix(ok=sum(len(r["samples"]) for r in records.values()),
+                                failed=sum(len(r["failures"]) for r in records.values()))
     finally:
         bar.close()
         if own_executor:
@@ -237,6 +365,24 @@ def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, li
     if not keep_work:
         shutil.rmtree(work, ignore_errors=True)
     return manifest
+
+
+def _note_worker_death(units_dir: Path, index: int, chunk, died: WorkerDied, attempts: Counter,
+                       skip: dict, bar) -> None:
+    """Blame the input a dead worker was on (its unit's journal); after MAX_ATTEMPTS deaths on
+    it, mark it to be recorded as a failure instead of processed."""
+    key = _last_started(units_dir, index)
+    if key is None or key not in {c.key for c in chunk}:  # died before its first input: not a molecule's fault
+        attempts[f"unit {index}"] += 1
+        if attempts[f"unit {index}"] >= MAX_ATTEMPTS:
+            raise BuildError(f"worker processes {died.describe()} {MAX_ATTEMPTS} times while starting work unit "
+                             f"{index}, before any input (look at the machine's memory and limits)")
+        return
+    attempts[key] += 1
+    if attempts[key] >= MAX_ATTEMPTS:
+        skip.setdefault(index, {})[key] = (f"the worker process {died.describe()} while processing this input, "
+                                           f"in {attempts[key]} attempts")
+    bar.write(f"worker {died.describe()} on input {key} (attempt {attempts[key]} of {MAX_ATTEMPTS})")
 
 
 def finalize(spec: ReleaseSpec, out: Path, chunks, records: dict, rejected, full_params: dict,

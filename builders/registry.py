@@ -26,5 +26,16 @@ def get_release(name: str):
         target = RELEASES[name]
     except KeyError:
         raise KeyError(f"unknown release {name!r}; registered: {', '.join(release_names())}") from None
+    return release_from_import_string(target)
+
+
+def release_from_import_string(target: str):
+    """Instantiate the ReleaseSpec named by ``"package.module:Class"`` (how worker processes
+    find the release they build, registered or not)."""
     module, _, cls = target.partition(":")
     return getattr(importlib.import_module(module), cls)()
+
+
+def import_string_of(spec) -> str:
+    """``"package.module:Class"`` of a ReleaseSpec instance (inverse of release_from_import_string)."""
+    return f"{type(spec).__module__}:{type(spec).__qualname__}"

@@ -5,6 +5,8 @@ import csv
 import hashlib
 import importlib.util
 import io
+import stat
+import unicodedata
 from functools import lru_cache
 from pathlib import Path
 
@@ -74,30 +76,105 @@ def pubchem_inputs() -> tuple[list[Input], list[InputFailure]]:
     return smiles_file_inputs(DATA_DIR / PUBCHEM_FILE, prefix="pubchem")
 
 
+MAX_LINE_BYTES = 4096  # a SMILES line longer than this is rejected (the longest PubChem SMILES are ~1,000)
+EXCERPT_CHARS = 200    # how much of a rejected line failures.jsonl keeps
+
+
+def check_input_file(path: Path) -> Path:
+    """Refuse what cannot be a molecule file before opening it: a missing path, a directory,
+    a FIFO, a device or socket (which would hang or never end), an empty file.
+
+    Raises:
+        ValueError: one line naming the path and the problem (FileNotFoundError when missing).
+    """
+    path = Path(path)
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise FileNotFoundError(f"--input {path}: no such file") from None
+    except OSError as err:
+        raise ValueError(f"--input {path}: cannot be read ({err.strerror})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise ValueError(f"--input {path}: is a directory, not a SMILES file")
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a FIFO" if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode) or stat.S_ISBLK(st.st_mode)
+                else "a socket" if stat.S_ISSOCK(st.st_mode) else "not a regular file")
+        raise ValueError(f"--input {path}: is {kind}; give a regular SMILES file")
+    if st.st_size == 0:
+        raise ValueError(f"--input {path}: is empty")
+    return path
+
+
+def _excerpt(text: str) -> str:
+    """A bounded, printable excerpt of a rejected line for failures.jsonl."""
+    text = text.encode("ascii", "backslashreplace").decode("ascii")
+    return text if len(text) <= EXCERPT_CHARS else text[:EXCERPT_CHARS] + "..."
+
+
+def _non_ascii_reason(text: str) -> str | None:
+    """Why a line is not an ASCII SMILES (None if it is). SMILES are ASCII (OpenSMILES); RDKit
+    silently drops some other characters (fullwidth letters, look-alikes, bidirectional
+    controls), which would make a different molecule than the line says."""
+    for col, ch in enumerate(text, start=1):
+        if ord(ch) > 126 or ord(ch) < 32:
+            name = unicodedata.name(ch, "unnamed")
+            return f"character U+{ord(ch):04X} ({name}) at column {col}: SMILES are printable ASCII"
+    return None
+
+
 def smiles_file_inputs(path: Path, prefix: str = "input") -> tuple[list[Input], list[InputFailure]]:
     """Inputs from a SMILES file: one molecule a line; the first whitespace-separated token is
     the SMILES (a CSV with a ``SMILES`` header column also works).
 
-    Empty lines, lines that are not valid UTF-8 text, and exact duplicates of an earlier line
-    are rejected here with their reason. Keys are ``<prefix>_<line number, 1-based>``.
+    Read line by line with a bounded line length, so no input can cost more memory than its
+    accepted lines. Rejected here with their reason (recorded in the release's failures):
+    lines longer than :data:`MAX_LINE_BYTES`, lines that are not UTF-8 text, lines with
+    characters outside printable ASCII (control characters, fullwidth or look-alike letters,
+    bidirectional marks), empty lines, exact duplicates of an earlier line. Keys are
+    ``<prefix>_<line number, 1-based>``.
+
+    Raises:
+        FileNotFoundError, ValueError: when the path is not a readable, non-empty regular
+            file (:func:`check_input_file`).
     """
-    raw = Path(path).read_bytes()
-    lines = raw.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines = lines[:-1]
-    width = max(6, len(str(len(lines))))
+    path = check_input_file(path)
+    name = path.name
+    raw_lines = []  # (line number, bytes or None if too long, length)
+    with open(path, "rb") as fh:
+        n = 0
+        while True:
+            line = fh.readline(MAX_LINE_BYTES + 2)
+            if not line:
+                break
+            n += 1
+            if len(line) > MAX_LINE_BYTES + 1 or (len(line) == MAX_LINE_BYTES + 1 and not line.endswith(b"\n")):
+                length = len(line)
+                head = line[:EXCERPT_CHARS]
+                while line and not line.endswith(b"\n"):  # skip the rest of the line, in bounded pieces
+                    line = fh.readline(1 << 16)
+                    length += len(line)
+                raw_lines.append((n, None, head, length))
+                continue
+            raw_lines.append((n, line.rstrip(b"\n"), None, len(line)))
+    width = max(6, len(str(len(raw_lines))))
     items, rejected, seen = [], [], {}
     header = None
-    first = lines[0].decode("utf-8", "replace").strip() if lines else ""
-    if "," in first and "smiles" in first.lower().split(","):
-        header = [h.strip().lower() for h in first.split(",")]
-    for n, line in enumerate(lines, start=1):
+    if raw_lines and raw_lines[0][1] is not None:
+        first = raw_lines[0][1].decode("utf-8", "replace").strip()
+        if "," in first and "smiles" in first.lower().split(","):
+            header = [h.strip().lower() for h in first.split(",")]
+    for n, line, head, length in raw_lines:
+        where = f"{name}:{n}"
         if header is not None and n == 1:
+            continue
+        if line is None:
+            rejected.append(InputFailure(_excerpt(head.decode("utf-8", "backslashreplace")), where, "input",
+                                         f"line of {length} bytes is longer than the limit of {MAX_LINE_BYTES}"))
             continue
         try:
             text = line.decode("utf-8").strip().strip("\r")
         except UnicodeDecodeError:
-            rejected.append(InputFailure(line.decode("utf-8", "backslashreplace")[:200], f"{Path(path).name}:{n}",
+            rejected.append(InputFailure(_excerpt(line.decode("utf-8", "backslashreplace")), where,
                                          "input", "line is not UTF-8 text"))
             continue
         if header is not None:
@@ -106,15 +183,15 @@ def smiles_file_inputs(path: Path, prefix: str = "input") -> tuple[list[Input], 
         elif text:
             text = text.split()[0]
         if not text:
-            rejected.append(InputFailure("", f"{Path(path).name}:{n}", "input", "empty line"))
+            rejected.append(InputFailure("", where, "input", "empty line"))
             continue
-        if any(ord(c) < 32 or ord(c) == 127 for c in text):
-            rejected.append(InputFailure(text.encode("unicode_escape").decode()[:200], f"{Path(path).name}:{n}",
-                                         "input", "line contains control characters"))
+        reason = _non_ascii_reason(text)
+        if reason:
+            rejected.append(InputFailure(_excerpt(text), where, "input", reason))
             continue
         if text in seen:
-            rejected.append(InputFailure(text, f"{Path(path).name}:{n}", "input", f"duplicate of line {seen[text]}"))
+            rejected.append(InputFailure(text, where, "input", f"duplicate of line {seen[text]}"))
             continue
         seen[text] = n
-        items.append(Input(f"{prefix}_{n:0{width}d}", text, Path(path).name))
+        items.append(Input(f"{prefix}_{n:0{width}d}", text, name))
     return items, rejected

@@ -42,15 +42,22 @@ def tar_bytes(samples) -> tuple[bytes, int]:
 
 
 def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to ``path`` atomically: a temp file in the same folder, fsync, rename."""
+    """Write bytes to ``path`` atomically: a temp file in the same folder, fsync, rename.
+
+    On any error (a full disk, say) the temp file is removed and ``path`` is untouched.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
 
 
 def write_shard(path: Path, samples) -> dict:

@@ -1,0 +1,22 @@
+"""A test-only release whose processing kills its worker process for marked inputs.
+
+``CRASH_SEGV`` makes the process segfault (SIGSEGV, as a crashing native library would),
+``CRASH_EXIT`` makes it exit at once with code 7 (as an abort or an OOM kill would end it);
+every other input is built exactly as by random-conformers. Workers find this class by its
+import string (``tests.crash_release:CrashingConformers``), the way they find every release.
+"""
+from __future__ import annotations
+
+import os
+import signal
+
+from builders.releases.random_conformers import RandomConformers
+
+
+class CrashingConformers(RandomConformers):
+    def process(self, item, params, seed):
+        if item.text == "CRASH_SEGV":
+            os.kill(os.getpid(), signal.SIGSEGV)
+        if item.text == "CRASH_EXIT":
+            os._exit(7)
+        return super().process(item, params, seed)
