@@ -124,6 +124,40 @@ def test_random_symmetric_dm_with_negative_eigenvalues(systems):
     assert _rel_l2(rho, _pyscf_rho(mol, d, pts).reshape(rho.shape)) < 1e-11
 
 
+@pytest.mark.parametrize("backend", ["numpy", "torch"])
+def test_low_rank_indefinite_dm_uses_the_signed_eigen_terms(systems, backend):
+    """A rank-4 matrix with two negative eigenvalues (a difference of densities, as a model
+    might predict) takes the sum_k s_k (l_k . phi)^2 path on every block, where the negative
+    terms are subtracted; dropping them must show."""
+    pytest.importorskip("torch")
+    mol, _ = systems["bromomethane"]
+    rng = np.random.default_rng(5)
+    c = rng.normal(size=(mol.nao, 4))
+    d = c[:, :2] @ c[:, :2].T - 0.7 * c[:, 2:] @ c[:, 2:].T
+    s = _sample(mol, d, shape=(18, 20, 22))
+    rho = render_density(s, shape=None, backend=backend)
+    rho = rho.numpy() if backend == "torch" else rho
+    pts = grid_points(s["grid_origin"], s["grid_axes"], (18, 20, 22))
+    ref = _pyscf_rho(mol, d, pts).reshape(rho.shape)
+    positive_only = _pyscf_rho(mol, c[:, :2] @ c[:, :2].T, pts).reshape(rho.shape)
+    assert rho.min() < 0 and _rel_l2(positive_only, ref) > 0.1
+    assert _rel_l2(rho, ref) < 1e-11
+
+
+def test_electron_count_on_skewed_axes_uses_the_cell_volume():
+    """A normalized Gaussian of 7 electrons sampled on a sheared grid integrates to 7: the
+    voxel volume is |det(axes)|, not the product of the step lengths (12% off here)."""
+    axes = np.array([[0.2, 0.0, 0.0], [0.1, 0.2, 0.0], [0.05, -0.1, 0.2]])
+    assert abs(np.prod(np.linalg.norm(axes, axis=1)) / abs(np.linalg.det(axes)) - 1) > 0.1
+    n = 90
+    origin = _centered_frame(np.zeros(3), axes, n)
+    pts = grid_points(origin, axes, (n, n, n))
+    a = 1.3  # Bohr^-2
+    rho = 7.0 * (a / np.pi) ** 1.5 * np.exp(-a * (pts**2).sum(-1))
+    assert abs(electron_count(rho.reshape(n, n, n), axes) - 7.0) < 1e-6
+    assert abs(electron_count(rho.reshape(n, n, n), -axes) - 7.0) < 1e-6  # left-handed axes too
+
+
 @pytest.mark.parametrize("name, margin", [("water", 3.0), ("formamide", 4.5)])
 def test_grid_integral_is_electron_count(systems, name, margin):
     mol, dm = systems[name]
@@ -196,10 +230,18 @@ def test_torch_backend_equals_numpy(systems):
     b = render_density(s, shape=None, backend="torch")
     assert isinstance(b, torch.Tensor) and b.dtype == torch.float64
     np.testing.assert_allclose(b.numpy(), a, rtol=1e-12, atol=1e-13)
-    if torch.cuda.is_available():
-        c = render_density(s, shape=None, device="cuda")
-        assert c.device.type == "cuda"
-        np.testing.assert_allclose(c.cpu().numpy(), a, rtol=1e-10, atol=1e-12)
+
+
+def test_cuda_backend_equals_numpy(systems):
+    torch = pytest.importorskip("torch")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+    mol, dm = systems["bromomethane"]
+    s = _sample(mol, dm, shape=(24, 26, 28))
+    a = render_density(s, shape=None)
+    c = render_density(s, shape=None, device="cuda")
+    assert c.device.type == "cuda"
+    np.testing.assert_allclose(c.cpu().numpy(), a, rtol=1e-10, atol=1e-12)
 
 
 def test_float32_storage_error_is_small(systems):
