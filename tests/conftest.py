@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
 EMBEDDED = REPO / "builders" / "data"
 
 # Keep native libraries on one thread in tests: the machine has 2 cores and pytest runs

@@ -1,6 +1,10 @@
-"""Tests of builders.cube on real cube files (shared/data/cube, see shared/data/SOURCES.md)."""
+"""Tests of builders.cube on real cube files (tests/data/cube, see PROVENANCE.md there)."""
 from __future__ import annotations
 
+import gzip
+import resource
+import time
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -9,18 +13,31 @@ import pytest
 from builders.cube import Cube, export_cube, read_cube, write_cube
 from builders.density.schema import BOHR_PER_ANGSTROM
 
-CUBE_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "cube"
+CUBE_DIR = Path(__file__).resolve().parent / "data" / "cube"
 
 
 def _real(name: str) -> Path:
+    """A vendored real cube file; it must be there (no skip)."""
     p = CUBE_DIR / name
-    if not p.exists():
-        pytest.skip(f"real test file {p} is not present (shared data folder missing)")
+    assert p.is_file(), f"vendored test file {p} is missing"
     return p
 
 
+def _refused(path: Path, **kwargs) -> str:
+    """read_cube(path) must raise a short one-line ValueError naming the file within 1 s."""
+    t0 = time.perf_counter()
+    with pytest.raises(ValueError) as err:
+        read_cube(path, **kwargs)
+    elapsed = time.perf_counter() - t0
+    msg = str(err.value)
+    assert elapsed < 1.0, f"refusal took {elapsed:.2f} s: {msg}"
+    assert len(msg) < 300 and "\n" not in msg, msg
+    assert path.name in msg, msg
+    return msg
+
+
 def test_nh3_psi4_density_integrates_to_10_electrons():
-    c = read_cube(_real("cclib_nh3.cube"))
+    c = read_cube(_real("cclib_nh3.cube.gz"))
     assert isinstance(c, Cube)
     assert c.data.shape == (54, 48, 112) and c.data.dtype == np.float64
     np.testing.assert_allclose(np.diag(c.axes), [0.2, 0.2, 0.1])  # non-cubic voxels
@@ -32,11 +49,16 @@ def test_nh3_psi4_density_integrates_to_10_electrons():
     assert abs(c.integral() - 9.97) < 0.01
 
 
-def test_co_zipped_cube_integrates_to_14_electrons():
-    c = read_cube(_real("cclib_co.cube.zip"))
-    assert c.data.shape == (81, 81, 103)
-    assert c.atoms.numbers.tolist() == [6, 8]
-    assert abs(c.integral() - 14.01) < 0.01
+def test_zipped_real_cube_reads_like_the_gzipped_one(tmp_path):
+    """The zip path (as cclib ships co.cube.zip: one member) on the real NH3 file."""
+    ref = read_cube(_real("cclib_nh3.cube.gz"))
+    p = tmp_path / "nh3.cube.zip"
+    with zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr("nh3.cube", gzip.decompress(_real("cclib_nh3.cube.gz").read_bytes()))
+    c = read_cube(p)
+    np.testing.assert_array_equal(c.data, ref.data)
+    np.testing.assert_array_equal(c.axes, ref.axes)
+    assert c.integral() == pytest.approx(9.973, abs=5e-4)  # PROVENANCE.md
 
 
 def test_malformed_water_cube_gives_clear_error():
@@ -83,11 +105,12 @@ def test_write_read_round_trip(tmp_path, suffix):
     write_cube(path, data, origin, axes, z, pos, comments=("first line", "second\nline"))
     c = read_cube(path)
     np.testing.assert_allclose(c.data, data, rtol=6e-6, atol=0)
-    np.testing.assert_allclose(c.origin, origin, atol=1e-6)
-    np.testing.assert_allclose(c.axes, axes, atol=1e-6)
+    np.testing.assert_array_equal(c.origin, origin)  # header numbers are written exactly
+    np.testing.assert_array_equal(c.axes, axes)
     np.testing.assert_array_equal(c.atoms.numbers, z)
     np.testing.assert_array_equal(c.atoms.charges, z.astype(float))
-    np.testing.assert_allclose(c.atoms.positions, pos, atol=1e-6)
+    np.testing.assert_array_equal(c.atoms.positions, pos)
+    assert c.file_units == "bohr"
     assert c.comments == ("first line", "second line")
     assert c.integral() == pytest.approx(data.sum() * abs(np.linalg.det(axes)), rel=1e-5)
     if suffix == ".cube":  # format: 13-char E fields, 6 per line, new line per z-row
@@ -170,12 +193,238 @@ def test_export_cube_of_density_sample(tmp_path):
     written = export_cube(sample, out)
     c = read_cube(out)
     assert c.data.shape == shape
-    np.testing.assert_allclose(c.origin, origin, atol=1e-6)
-    np.testing.assert_allclose(c.axes, axes, atol=1e-6)
-    np.testing.assert_allclose(c.atoms.positions, mol.atom_coords(), atol=1e-5)
+    np.testing.assert_array_equal(c.origin, origin)
+    np.testing.assert_array_equal(c.axes, axes)
+    np.testing.assert_allclose(c.atoms.positions, mol.atom_coords(), atol=1e-12)
     np.testing.assert_allclose(c.data, render_density(sample, shape=None), rtol=6e-6)
     np.testing.assert_allclose(c.data, written.data, rtol=6e-6)
     assert abs(c.integral() - 10.0) < 0.1  # coarse grid: within 1 %
     c2 = read_cube(export_cube(sample, tmp_path / "w2.cube.gz", shape=(30, 30, 30)).path)
     np.testing.assert_allclose(c2.origin + 29 * np.diag(c2.axes),
-                               origin + (np.array(shape) - 1) * np.diag(axes), atol=5e-5)
+                               origin + (np.array(shape) - 1) * np.diag(axes), rtol=0, atol=1e-9)
+
+
+# --- units: negative voxel counts --------------------------------------------------------
+
+def _with_counts(tmp_path, name, signs) -> Path:
+    """h5cube_grid20.cube with the signs of N1, N2, N3 (lines 4-6) set to ``signs``."""
+    lines = _real("h5cube_grid20.cube").read_text().splitlines(keepends=True)
+    for i, sign in enumerate(signs):
+        n, rest = lines[3 + i].split(None, 1)
+        lines[3 + i] = f"{sign * abs(int(n)):5d}    {rest}"
+    p = tmp_path / name
+    p.write_text("".join(lines))
+    return p
+
+
+@pytest.mark.parametrize("signs", [(-1, 1, 1), (-1, -1, -1)], ids=["only-N1", "all"])
+def test_negative_n1_means_the_whole_file_is_angstrom(tmp_path, signs):
+    """ORCA/h5cube style (only N1 < 0; h5cube's grid20ang.cube is grid20.cube with N1 = -20)
+    and cubegen style (all < 0): origin, axes and atoms are all Angstrom."""
+    bohr = read_cube(_real("h5cube_grid20.cube"))
+    c = read_cube(_with_counts(tmp_path, "grid20ang.cube", signs))
+    assert c.file_units == "angstrom" and bohr.file_units == "bohr"
+    assert c.data.shape == (20, 20, 20)
+    np.testing.assert_array_equal(c.data, bohr.data)
+    step_angstrom = np.array([1.1513, 1.215025, 1.239406])  # as written on lines 4-6
+    np.testing.assert_allclose(np.diag(c.axes), [2.1756416872, 2.2960644845, 2.3421378971],
+                               rtol=1e-10)  # Bohr, 1 A = 1 / 0.52917721092 Bohr (CODATA 2010)
+    np.testing.assert_allclose(c.axes - np.diag(np.diag(c.axes)), 0)
+    assert c.voxel_volume == pytest.approx(11.699948, abs=1e-6)  # Bohr^3 (1.733753 A^3)
+    np.testing.assert_allclose(c.origin, [-7.230385 * BOHR_PER_ANGSTROM,
+                                          -7.775379 * BOHR_PER_ANGSTROM,
+                                          -12.555472 * BOHR_PER_ANGSTROM], rtol=1e-12)
+    np.testing.assert_allclose(c.atoms.positions, bohr.atoms.positions * BOHR_PER_ANGSTROM,
+                               rtol=1e-12)
+    np.testing.assert_array_equal(c.atoms.charges, bohr.atoms.charges)  # charges: no unit
+
+
+@pytest.mark.parametrize("signs", [(1, -1, 1), (1, 1, -1), (1, -1, -1), (-1, -1, 1),
+                                   (-1, 1, -1)])
+def test_other_sign_mixes_are_refused(tmp_path, signs):
+    p = _with_counts(tmp_path, "mixed.cube", signs)
+    assert "mix signs" in _refused(p)
+
+
+# --- files as written in the wild ----------------------------------------------------------
+
+def test_crlf_fortran_exponents_and_free_layout(tmp_path):
+    """CRLF line ends, Fortran D exponents, tabs, all values on one line, trailing blanks."""
+    lines = _real("h5cube_valtest.cube").read_text().splitlines()
+    data = "\t-1.00000D+02 -1.00000d-02  0.0 1.0E-02\t1.00000D+02"
+    p = tmp_path / "crlf.cube"
+    p.write_bytes(("\r\n".join(lines[:8] + [data, "", ""]) + "\r\n").encode())
+    c = read_cube(p)
+    np.testing.assert_array_equal(c.data.ravel(), [-100.0, -0.01, 0.0, 0.01, 100.0])
+    assert c.comments[1] == "Values are for testing for proper thresholding"
+
+
+def test_orbital_ids_wrapping_over_two_lines_in_angstrom(tmp_path):
+    """Gaussian wraps the NMO line after 10 ids; negative atom count + only-N1-negative."""
+    vals = np.arange(12 * 2, dtype=float)
+    ids = list(range(1, 13))
+    text = "\n".join([
+        "orbitals", "12 MOs",
+        "   -1    0.000000    0.000000    0.000000",
+        "   -2    0.500000    0.000000    0.000000",
+        "    1    0.000000    0.500000    0.000000",
+        "    1    0.000000    0.000000    0.500000",
+        "    1    1.000000    0.529177    0.000000    0.000000",
+        "   12" + "".join(f"{i:5d}" for i in ids[:9]),
+        "".join(f"{i:5d}" for i in ids[9:]),
+        " ".join(str(v) for v in vals), ""])
+    p = tmp_path / "mo12.cube"
+    p.write_text(text)
+    c = read_cube(p)
+    assert c.orbital_ids.tolist() == ids and c.data.shape == (2, 1, 1, 12)
+    np.testing.assert_array_equal(c.data.ravel(), vals)
+    assert c.voxel_volume == pytest.approx(0.125 * BOHR_PER_ANGSTROM ** 3)
+    np.testing.assert_allclose(c.atoms.positions, [[1.0, 0, 0]], atol=1e-6)
+
+
+# --- refusals: short, naming the file, under a second ----------------------------------------
+
+def _valtest(tmp_path, name, header=None, values=None, raw=None) -> Path:
+    """h5cube_valtest.cube (1x1x5 grid, 2 atoms) with header lines replaced ({index: text}),
+    other value text, or raw bytes appended after the header."""
+    lines = _real("h5cube_valtest.cube").read_text().splitlines()
+    for i, text in (header or {}).items():
+        lines[i] = text
+    body = lines[:8] + ([values] if values is not None else lines[8:])
+    p = tmp_path / name
+    p.write_bytes(("\n".join(body) + "\n").encode() + (raw or b""))
+    return p
+
+
+VALUES = " -1.00000E+02 -1.00000E-02  0.00000E+00  1.00000E-02  1.00000E+02"
+BAD_FILES = {
+    "nan": (dict(values=VALUES.replace("0.00000E+00", "NaN")), "NaN and Inf"),
+    "inf": (dict(values=VALUES.replace("1.00000E+02", "inf", 1)), "NaN and Inf"),
+    "minus-infinity": (dict(values=VALUES[:-12] + " -Infinity"), "NaN and Inf"),
+    "nan-in-header": (dict(header={3: "    1    nan    0.000000    0.000000"}), "NaN or Inf"),
+    "zero-axis": (dict(header={5: "    5    0.000000    0.000000    0.000000"}), "singular"),
+    "coplanar-axes": (dict(header={5: "    5    1.000000    1.000000    0.000000"}), "singular"),
+    "zero-count": (dict(header={5: "    0    0.000000    0.000000    1.000000"}), "zero voxels"),
+    "too-few": (dict(values=VALUES[:-13]), "expected 1x1x5 = 5 values, found 4"),
+    "too-many": (dict(values=VALUES + " 1.0"), "found more than 5"),
+    "truncated-header": (dict(values="", header={}), None),
+    "huge-declared": (dict(header={3: "100000    1.000000    0.000000    0.000000",
+                                   4: "100000    0.000000    1.000000    0.000000",
+                                   5: "100000    0.000000    0.000000    1.000000"}),
+                      "max_grid_bytes"),
+    "non-numeric-60kB": (dict(values=VALUES[:-13] + " 1.0E" + "x" * 60_000),
+                         "non-numeric value '1.0Exxxx"),
+    "junk-header-258kB": (dict(header={2: "    2 " + "9" * 258_000}), "longer than"),
+    "junk-atom-258kB": (dict(header={6: "    1 1.0 " + "0 " * 129_000}), "longer than"),
+    "long-token": (dict(header={3 + i: "  100" + "".join(f" {float(i == j)}" for j in range(3))
+                                for i in range(3)},
+                        values="1" * 2_000_000), "longer than 64 bytes"),
+    "trailing-blanks-2MB": (dict(raw=b" \n" * 1_000_000), "more than 1x1x5 = 5 values can"),
+}
+
+
+@pytest.mark.parametrize("case", list(BAD_FILES))
+def test_malformed_inputs_are_refused_quickly_and_briefly(tmp_path, case):
+    kwargs, expected = BAD_FILES[case]
+    if case == "truncated-header":  # the file ends inside the atom lines
+        p = tmp_path / f"{case}.cube"
+        p.write_text("\n".join(_real("h5cube_valtest.cube").read_text().splitlines()[:7]))
+    else:
+        p = _valtest(tmp_path, f"{case}.cube", **kwargs)
+    msg = _refused(p)
+    assert expected is None or expected in msg, msg
+
+
+def test_declared_size_bound_is_a_keyword(tmp_path):
+    p = _real("cclib_nh3.cube.gz")  # 54x48x112 float64 = 2.32 MB
+    assert "max_grid_bytes" in _refused(p, max_grid_bytes=2_000_000)
+    assert read_cube(p, max_grid_bytes=2_400_000).data.shape == (54, 48, 112)
+
+
+def _bomb(path: Path, filler: bytes, gib: int = 3) -> Path:
+    """gzip file: the 20x20x20 header of h5cube_grid20.cube, then ``gib`` GiB of ``filler``
+    (gzip members of 64 MiB each, compressed once and repeated: about 1 MB per GiB)."""
+    header = "".join(_real("h5cube_grid20.cube").read_text().splitlines(keepends=True)[:22])
+    member = gzip.compress(filler * ((64 << 20) // len(filler)), compresslevel=9, mtime=0)
+    with open(path, "wb") as fh:
+        fh.write(gzip.compress(header.encode(), mtime=0))
+        for _ in range(gib * 16):
+            fh.write(member)
+    return path
+
+
+@pytest.mark.parametrize("filler", [b"\0", b" ", b"0.0 ", b"0"],
+                         ids=["nul", "spaces", "zeros-as-values", "one-long-token"])
+def test_gzip_bomb_is_refused_in_under_a_second_with_bounded_memory(tmp_path, filler):
+    p = _bomb(tmp_path / "bomb.cube.gz", filler)
+    assert p.stat().st_size < 4_000_000
+    with gzip.open(p, "rb") as fh:  # really a bomb: well past 64 bytes per declared value
+        fh.read(2_000_000)
+        assert len(fh.read(1 << 20)) == 1 << 20
+    rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    _refused(p)
+    grown_mib = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - rss0) / 1024
+    assert grown_mib < 64, f"peak RSS grew by {grown_mib:.0f} MiB"
+
+
+def test_zip_member_larger_than_its_grid_is_refused(tmp_path):
+    p = tmp_path / "bomb.cube.zip"
+    header = "\n".join(_real("h5cube_valtest.cube").read_text().splitlines()[:8]) + "\n"
+    with zipfile.ZipFile(p, "w", zipfile.ZIP_DEFLATED, compresslevel=9) as zf:
+        zf.writestr("bomb.cube", header.encode() + b" " * (64 << 20))
+    assert p.stat().st_size < 200_000
+    assert "decompression bomb" in _refused(p)
+
+
+def test_corrupt_or_mislabelled_compressed_files_are_refused(tmp_path):
+    good = gzip.compress(_real("h5cube_grid20.cube").read_bytes(), mtime=0)
+    cut = tmp_path / "cut.cube.gz"
+    cut.write_bytes(good[: len(good) // 2])
+    _refused(cut)
+    plain = tmp_path / "plain.cube.gz"
+    plain.write_bytes(_real("h5cube_valtest.cube").read_bytes())
+    _refused(plain)
+    notzip = tmp_path / "not.cube.zip"
+    notzip.write_bytes(b"PK not really")
+    _refused(notzip)
+
+
+# --- writing: exact header numbers -------------------------------------------------------------
+
+def test_far_corner_of_a_128_cubed_frame_round_trips_to_1e_9_bohr(tmp_path):
+    """The header (origin, axes) is what fixes voxel positions: write the frame of a 128^3
+    grid with a 2x2x2 payload and compare origin + 127 * (a1 + a2 + a3) after reading."""
+    from builders.density.render import default_frame
+
+    rng = np.random.default_rng(3)
+    pos = rng.normal(scale=2.0, size=(9, 3))
+    origin, axes = default_frame(pos, (128, 128, 128))  # steps like 0.0797402... Bohr
+    skew = np.array([[1.0, 0.013, 0.0], [0.0, 1.0, -0.007], [0.011, 0.0, 1.0]])
+    for k, ax in enumerate([axes, skew @ axes]):
+        p = tmp_path / f"frame{k}.cube"
+        write_cube(p, np.ones((2, 2, 2)), origin, ax, [6] * 9, pos)
+        c = read_cube(p)
+        far = origin + 127 * ax.sum(axis=0)
+        np.testing.assert_allclose(c.origin + 127 * c.axes.sum(axis=0), far, rtol=0, atol=1e-9)
+        np.testing.assert_allclose(c.atoms.positions, pos, rtol=0, atol=1e-12)
+
+
+def test_write_cube_refuses_what_read_cube_would_refuse(tmp_path):
+    ok = dict(origin=np.zeros(3), axes=np.eye(3), atomic_numbers=[1], positions_bohr=[[0, 0, 0]])
+    bad = np.ones((2, 2, 2))
+    bad[1, 1, 1] = np.nan
+    with pytest.raises(ValueError, match="data holds NaN"):
+        write_cube(tmp_path / "nan.cube", bad, **ok)
+    with pytest.raises(ValueError, match="singular"):
+        write_cube(tmp_path / "flat.cube", np.ones((2, 2, 2)), **{**ok, "axes": np.diag([1, 1, 0])})
+    assert not list(tmp_path.iterdir())
+
+
+def test_left_handed_axes_are_a_valid_grid(tmp_path):
+    """One axis stepping backwards (det < 0) is a mirrored but valid grid: read and written,
+    with a positive voxel volume."""
+    p = _valtest(tmp_path, "mirrored.cube", header={5: "    5    0.000000    0.000000   -1.000000"})
+    c = read_cube(p)
+    assert np.linalg.det(c.axes) < 0 and c.voxel_volume == pytest.approx(abs(np.linalg.det(c.axes)))
+    write_cube(tmp_path / "again.cube", c.data, c.origin, c.axes, c.atoms.numbers, c.atoms.positions)
+    np.testing.assert_array_equal(read_cube(tmp_path / "again.cube").axes, c.axes)

@@ -165,14 +165,12 @@ def test_batch_reduction_none():
 
 
 def test_real_nh3_density():
-    """Psi4 NH3 density (shared/data/cube): electron count and dipole along the C3 axis."""
-    from builders.cube import read_cube
-    from tests.conftest import SHARED_DATA
+    """Psi4 NH3 density (tests/data/cube, see PROVENANCE.md): electron count and dipole."""
+    from pathlib import Path
 
-    path = SHARED_DATA / "cube" / "cclib_nh3.cube"
-    if not path.exists():
-        pytest.skip(f"real test file {path} is not present")
-    c = read_cube(path)
+    from builders.cube import read_cube
+
+    c = read_cube(Path(__file__).parent / "data" / "cube" / "cclib_nh3.cube.gz")
     assert electron_count(c.data, c.axes)[0] == pytest.approx(9.973, abs=5e-4)  # SOURCES.md
     mu = dipole_moment(c.data, c.origin, c.axes, c.atoms.numbers,
                        c.atoms.positions * ANGSTROM_PER_BOHR)
