@@ -12,8 +12,18 @@ CITATIONS = """\
 ```"""
 
 
+def _split_files(manifest: dict, config: str, cfg: dict, split: str) -> list[str]:
+    """The exact shard paths of one config and split (never a glob: a stray file copied into
+    the folder is not part of the dataset)."""
+    if "shards" not in manifest:  # a manifest without a shard list: the folder's shards
+        return [f"{cfg['folder']}/{split}/*.tar"]
+    return [sh["path"] for sh in manifest["shards"]
+            if sh.get("config", "default") == config and sh["split"] == split]
+
+
 def card_metadata(spec, manifest: dict) -> dict:
-    """The YAML header: license, tags, configs with data_files per split, declared features."""
+    """The YAML header: license, tags, configs with data_files (the exact shard paths) per
+    split, declared features."""
     splits = [s for s, v in manifest["splits"].items() if v["samples"] > 0]
     n = sum(v["samples"] for v in manifest["splits"].values())
     configs = manifest.get("configs") or {"default": {"folder": "data", "default": True,
@@ -26,7 +36,7 @@ def card_metadata(spec, manifest: dict) -> dict:
         "tags": list(spec.tags),
         "size_categories": [size],
         "configs": [{"config_name": name, **({"default": True} if cfg["default"] else {}),
-                     "data_files": [{"split": s, "path": f"{cfg['folder']}/{s}/*.tar"} for s in splits]}
+                     "data_files": [{"split": s, "path": _split_files(manifest, name, cfg, s)} for s in splits]}
                     for name, cfg in configs.items()],
         "dataset_info": [{"config_name": name, "features": spec.features(name, manifest["parameters"])._to_yaml_list(),
                           "splits": [{"name": s, "num_bytes": cfg["splits"][s]["bytes"],
@@ -43,6 +53,8 @@ def render_card(spec, manifest: dict) -> str:
     fails = "\n".join(f"| {stage} | {n} |" for stage, n in manifest["failures"]["by_stage"].items()) or "| (none) | 0 |"
     params = "\n".join(f"| `{k}` | `{v}` |" for k, v in manifest["parameters"].items())
     commit = manifest["builder"].get("git_commit") or "unknown"
+    configs = manifest.get("configs") or {}
+    default_config = next((n for n, c in configs.items() if c.get("default")), next(iter(configs), "default"))
     return f"""---
 {meta}---
 
@@ -56,14 +68,54 @@ Release `{manifest['release']}` version {manifest['release_version']}, built by 
 
 ## Loading
 
-```python
-from datasets import load_dataset
-ds = load_dataset("densegen/{spec.name}", split="train")            # from the folder holding densegen/
-ds = load_dataset("densegen/{spec.name}", split="train", streaming=True)
+With densegen installed, every reader checks each shard against `manifest.json` (size, sample
+count, members, sha256) and raises naming the shard; only the listed shards are read and
+nothing is unpickled:
 
-import webdataset as wds, glob
-shards = sorted(glob.glob("densegen/{spec.name}/data/train/*.tar"))
-for sample in wds.WebDataset(shards, shardshuffle=False).decode():
+```python
+from builders.reader import iter_release, load_release, webdataset_pipeline
+ds = load_release("densegen/{spec.name}", "train")                   # datasets.Dataset; the cache follows the files
+ds = load_release("densegen/{spec.name}", "train", streaming=True)   # datasets.IterableDataset
+for sample in webdataset_pipeline("densegen/{spec.name}", "train"):  # webdataset
+    ...
+```
+
+Without densegen, from the folder that holds `densegen/` (or from the Hub): `data_files` list
+the exact shards of each split, so files copied into the folder are never read. Compare the
+rows per shard with the manifest (after the files change, pass `download_mode="force_redownload"`:
+`datasets` keys a local folder's cache on this card alone):
+
+```python
+import collections, json
+from datasets import load_dataset
+m = json.load(open("densegen/{spec.name}/manifest.json"))
+shards = {{s["path"]: s["count"] for s in m["shards"]
+          if s["split"] == "train" and s.get("config", "default") == "{default_config}"}}
+ds = load_dataset("densegen/{spec.name}", split="train")
+got = collections.Counter(next((p for p in shards if u.endswith("/" + p)), u) for u in ds["__url__"])
+assert got == shards, f"rows per shard {{dict(got)}} differ from manifest.json {{shards}}"
+```
+
+Plain webdataset: take the shard list from `manifest.json` and never use the default `.decode()`
+(it unpickles `.pyd`/`.pkl` members and `torch.load`s `.pth` ones); decode with an explicit table:
+
+```python
+import io, json, numpy as np, webdataset as wds, zstandard
+
+def safe(key, data):  # .npy without pickle, .txt, .json, .zst of those; anything else is an error
+    if key.endswith(".zst"):
+        key, data = key[:-4], zstandard.ZstdDecompressor().decompress(data)
+    ext = key.rsplit(".", 1)[-1]
+    if ext == "npy":
+        return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+    if ext in ("txt", "json"):
+        return data.decode() if ext == "txt" else json.loads(data)
+    raise ValueError(f"unexpected member {{key}}")
+
+m = json.load(open("densegen/{spec.name}/manifest.json"))
+urls = [f"densegen/{spec.name}/{{s['path']}}" for s in m["shards"]
+        if s["split"] == "train" and s.get("config", "default") == "{default_config}"]
+for sample in wds.WebDataset(urls, shardshuffle=False).decode(safe, pre=[], post=[]):
     ...
 ```
 

@@ -13,6 +13,11 @@ the Hugging Face `datasets` WebDataset reader do:
 
 ``.zst`` members (e.g. ``density.npy.zst``) are zstandard-compressed and decoded by their inner
 extension. Encoding is deterministic: equal samples give equal bytes.
+
+Decoding uses one explicit table, :data:`DECODERS` (ext -> function) plus :data:`COMPRESSIONS`,
+like the Hugging Face `datasets` WebDataset module (which dropped pickle on purpose): nothing is
+ever unpickled, and a member with any other extension is an error naming the member.
+:func:`safe_handler` is the same table as a webdataset handler.
 """
 from __future__ import annotations
 
@@ -89,22 +94,110 @@ def encode_sample(fields: dict) -> list[tuple[str, bytes]]:
     return [encode_field(name, fields[name]) for name in sorted(fields)]
 
 
+#: Largest decompressed size of one ``.zst`` member (bytes): 1 GiB, e.g. a 512^3 float32 grid
+#: is 512 MiB. A member claiming more is refused instead of exhausting memory.
+MAX_DECOMPRESSED_BYTES = 1 << 30
+
+
+def _npy(data: bytes) -> np.ndarray:
+    return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
+
+
+def _txt(data: bytes) -> str:
+    return data.decode("utf-8")
+
+
+def _zstd(data: bytes, limit: int | None = None) -> bytes:
+    """zstandard-decompress one frame, refusing more than ``limit`` (default
+    :data:`MAX_DECOMPRESSED_BYTES`) bytes of output."""
+    import zstandard
+
+    limit = MAX_DECOMPRESSED_BYTES if limit is None else limit
+    try:
+        declared = zstandard.frame_content_size(data)
+        if declared > limit:
+            raise ValueError(f"declares {declared} decompressed bytes, over the limit of {limit}")
+        if declared >= 0:  # size in the frame header (densegen writes it): one call
+            return zstandard.ZstdDecompressor().decompress(data)
+        with zstandard.ZstdDecompressor().stream_reader(data) as reader:  # unknown size: read up to the limit
+            out = reader.read(limit + 1)
+            while len(out) <= limit and (more := reader.read(limit + 1 - len(out))):
+                out += more
+    except zstandard.ZstdError as err:
+        raise ValueError(f"not a zstandard frame ({err})") from None
+    if len(out) > limit:
+        raise ValueError(f"decompresses to more than the limit of {limit} bytes")
+    return out
+
+
+#: Decoders by member extension: bytes -> value. Nothing here unpickles: ``.npy`` is read
+#: with ``allow_pickle=False`` (object arrays are refused), and there is no entry for
+#: ``.pyd``/``.pkl``/``.pickle``/``.pth`` (webdataset's default ``.decode()`` unpickles those).
+DECODERS = {"npy": _npy, "txt": _txt, "json": json.loads}
+#: Compression wrappers by extension: bytes -> bytes, then decoded by the inner extension
+#: (``density.npy.zst`` -> zstd, then ``npy``).
+COMPRESSIONS = {"zst": _zstd}
+
+
+def decode_value(suffix: str, data: bytes):
+    """Decode the bytes of one member by its extension, with the :data:`DECODERS` table only.
+
+    Args:
+        suffix: the member name after the sample key, ``field.ext`` or ``field.ext.zst``
+            (a leading ``.`` is ignored, as webdataset handlers receive ``.field.ext``).
+        data: the member's bytes.
+    Returns:
+        the decoded value (numpy array, str, or JSON value).
+    Raises:
+        ValueError: naming the member, for an extension outside the table or bytes that do not
+            decode (corrupt .npy, object array, invalid UTF-8/JSON, oversized .zst).
+    """
+    fast = DECODERS.get(suffix.rpartition(".")[2]) if suffix.count(".") == 1 + suffix.startswith(".") else None
+    parts = suffix.lstrip(".").split(".") if fast is None else ()
+    exts = list(parts[1:])
+    try:
+        if fast is not None:  # plain field.ext
+            return fast(data)
+        while exts and exts[-1] in COMPRESSIONS:
+            data = COMPRESSIONS[exts.pop()](data)
+        if len(exts) != 1 or exts[0] not in DECODERS:
+            raise ValueError(f"extension {'.'.join(parts[1:]) or '(none)'!r} is not one densegen decodes "
+                             f"({', '.join(f'.{e}' for e in DECODERS)}, optionally .zst-compressed)")
+        return DECODERS[exts[0]](data)
+    except (ValueError, EOFError, OSError, TypeError, RecursionError) as err:  # also Unicode/JSONDecodeError
+        raise ValueError(f"member {suffix.lstrip('.')!r}: {err}") from None
+
+
+def decodable(suffix: str) -> bool:
+    """Whether the :data:`DECODERS` table decodes a member suffix like ``density.npy.zst``."""
+    exts = suffix.split(".")[1:]
+    while exts and exts[-1] in COMPRESSIONS:
+        exts.pop()
+    return len(exts) == 1 and exts[0] in DECODERS and bool(FIELD_NAME.match(suffix.split(".")[0]))
+
+
 def decode_member(suffix: str, data: bytes):
     """Decode one member from its suffix (``field.ext`` or ``field.ext.zst``) and bytes.
 
     Returns:
-        (field name, decoded value).
+        (field name, decoded value); see :func:`decode_value`.
     """
-    name, _, ext = suffix.partition(".")
-    if ext.endswith(".zst"):
-        import zstandard
+    return suffix.partition(".")[0], decode_value(suffix, data)
 
-        data = zstandard.ZstdDecompressor().decompress(data)
-        ext = ext[: -len(".zst")]
-    if ext == "npy":
-        return name, np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
-    if ext == "txt":
-        return name, data.decode("utf-8")
-    if ext == "json":
-        return name, json.loads(data)
-    return name, data
+
+def safe_handler(key: str, data: bytes):
+    """A webdataset decoding handler that uses only the :data:`DECODERS` table.
+
+    Use it as the ONLY handler, replacing webdataset's default pre/post handlers (which
+    unpickle ``.pyd``/``.pkl`` and ``torch.load`` ``.pth`` members)::
+
+        wds.WebDataset(urls, shardshuffle=False).decode(safe_handler, pre=[], post=[])
+
+    (``pre=None``/``post=None``, the defaults, would add them back.) Unknown extensions
+    raise ``ValueError`` instead of passing raw bytes through.
+
+    Args:
+        key: the sample dict key webdataset passes (``".positions.npy"``).
+        data: the member's bytes.
+    """
+    return decode_value(key, data)

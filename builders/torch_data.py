@@ -28,28 +28,37 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .reader import iter_shards, release_shards
+from .reader import as_fields, iter_shards, shard_specs
 
 
 class ReleaseIterableDataset(IterableDataset):
     """Decoded samples of a release split, split across DataLoader workers by shard.
 
+    Every shard is checked against the manifest as it is read (size, fields, sample count,
+    sha256: see :func:`builders.reader.read_shard`); a mismatch raises
+    :class:`builders.reader.ShardError` naming the shard (through a DataLoader, re-raised in the
+    main process with the worker's traceback).
+
     Args:
         path: release folder.
         split: split name.
+        config: config name (default: the release's default config).
         shuffle_buffer: if > 0, shuffle shard order and samples within a buffer of this size.
         seed: seed of that shuffling; combined with :meth:`set_epoch`.
         transform: optional function applied to each decoded sample.
+        check_sha256: compare each shard's sha256 with the manifest at the end of the shard.
     """
 
-    def __init__(self, path, split: str = "train", shuffle_buffer: int = 0, seed: int = 0, transform=None):
+    def __init__(self, path, split: str = "train", shuffle_buffer: int = 0, seed: int = 0, transform=None,
+                 config: str | None = None, check_sha256: bool = True):
         self.path = Path(path)
         self.split = split
-        self.shards = release_shards(self.path, split)
+        self.shards = shard_specs(self.path, split, config)
         self.shuffle_buffer = shuffle_buffer
         self.seed = seed
         self.epoch = 0
         self.transform = transform
+        self.check_sha256 = check_sha256
 
     def set_epoch(self, epoch: int) -> None:
         """Change the shuffling of the next iteration."""
@@ -62,7 +71,7 @@ class ReleaseIterableDataset(IterableDataset):
         shards = list(self.shards)
         if self.shuffle_buffer > 0:
             rng.shuffle(shards)
-        samples = iter_shards(shards[wid::nw])
+        samples = iter_shards(shards[wid::nw], self.check_sha256)
         if self.transform is not None:
             samples = map(self.transform, samples)
         if self.shuffle_buffer <= 0:
@@ -126,6 +135,8 @@ class RenderDensity:
         self.device = device
 
     def __call__(self, sample: dict) -> dict:
+        """Args: sample: any sample form (see :func:`builders.reader.as_fields`)."""
+        sample = as_fields(sample)
         stored = sample.get("density")
         if stored is not None and tuple(np.shape(stored)) == self.shape:
             grid = torch.as_tensor(np.asarray(stored, np.float32))

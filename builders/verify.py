@@ -1,81 +1,183 @@
-"""Verify a release folder against its manifest: hashes, counts, keys, split identity."""
+"""Verify a release folder against its manifest: shape, files, hashes, counts, members, splits.
+
+:func:`verify_release` returns one line per problem, each naming the file it is about, and
+never raises for anything found in the folder (``python -m builders verify PATH`` prints them
+and exits 1).
+
+What may be in a release folder: ``README.md`` (the card, required), ``manifest.json``,
+``failures.jsonl`` and the shards the manifest lists. Anything else is reported as a stray
+file, except entries at the top level whose name starts with a dot (``.build/``, the work
+folder of an unfinished or ``--keep-work`` build; ``.git/``, ``.gitattributes`` and
+``.cache/`` of a Hub clone or download), which are not part of the release.
+"""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from .encoding import decode_member
+from .encoding import decodable, decode_value
+from .manifest import CARD, FAILURES, MANIFEST, ManifestError, config_fields, read_manifest
 from .splits import assign_split
-from .tario import iter_tar_samples, sha256_file
+from .tario import ShardError, iter_tar_samples, sha256_file
+
+
+class _Fields(frozenset):
+    """The decodable fields of a config; ``declared``: all the manifest lists."""
+
+    declared: frozenset = frozenset()
+
+
+def _stray_files(path: Path, listed: set[str]) -> list[str]:
+    allowed = listed | {CARD, MANIFEST, FAILURES}
+    problems = []
+    for entry in sorted(path.iterdir()):
+        if entry.name.startswith("."):
+            continue
+        for p in sorted(entry.rglob("*")) if entry.is_dir() and not entry.is_symlink() else [entry]:
+            rel = p.relative_to(path).as_posix()
+            if p.is_dir() and not p.is_symlink():
+                continue
+            if rel not in allowed:
+                kind = "link" if p.is_symlink() else "file"
+                problems.append(f"{rel}: stray {kind}, not listed in manifest.json")
+            elif p.is_symlink():
+                problems.append(f"{rel}: is a symbolic link, not a file")
+    return problems
+
+
+def _members_problems(rel: str, key: str, suffixes: list[str], fields, config: str) -> list[str]:
+    out = []
+    if len(set(suffixes)) != len(suffixes):
+        out.append(f"{rel}: sample {key!r} has a member twice")
+    have = set(suffixes)
+    for extra in sorted(have - fields):
+        why = (f"is not a declared field of config {config}" if decodable(extra) or extra not in fields.declared
+               else "has an extension densegen does not decode (refused, never decoded)")
+        out.append(f"{rel}: sample {key!r} member {key}.{extra} {why}")
+    for missing in sorted(fields - have):
+        out.append(f"{rel}: sample {key!r} lacks {missing}")
+    return out
+
+
+def _verify_shard(path: Path, sh: dict, fields, config: str, state: dict) -> list[str]:
+    """Problems of one listed shard (reads it once)."""
+    rel, problems = sh["path"], []
+    shard = path / rel
+    if shard.is_symlink() or not shard.is_file():
+        return [f"{rel}: listed in manifest.json but missing"] if not shard.is_symlink() else []
+    size = shard.stat().st_size
+    if size != sh["bytes"]:
+        problems.append(f"{rel}: {size} bytes, manifest says {sh['bytes']}")
+    digest = sha256_file(shard)
+    if digest != sh["sha256"]:
+        problems.append(f"{rel}: sha256 {digest[:16]}... does not match manifest {sh['sha256'][:16]}...")
+    split, n = sh["split"], 0
+    seen_fields = fields
+    try:
+        for key, members in iter_tar_samples(shard):
+            n += 1
+            suffixes = [s for s, _ in members]
+            if seen_fields is None:  # older manifest without fields: samples must agree with the first
+                seen_fields = _Fields(s for s in suffixes if decodable(s))
+                seen_fields.declared = frozenset(suffixes)
+            problems += _members_problems(rel, key, suffixes, seen_fields, config)
+            if (config, key) in state["keys"]:
+                problems.append(f"{rel}: sample {key!r} also in {state['keys'][(config, key)]}")
+            state["keys"][(config, key)] = rel
+            meta = None
+            for suffix, data in members:
+                if suffix not in seen_fields:
+                    continue  # reported above; never decoded
+                try:
+                    value = decode_value(suffix, data)
+                except ValueError as err:
+                    problems.append(f"{rel}: sample {key!r}: {err}")
+                    continue
+                if suffix == "meta.json":
+                    meta = value
+            ik = meta.get("inchikey") if isinstance(meta, dict) else None
+            if not isinstance(ik, str) or not ik:
+                problems.append(f"{rel}: sample {key!r} has no inchikey")
+                continue
+            if assign_split(ik) != split:
+                problems.append(f"{rel}: sample {key!r} ({ik}) belongs to split {assign_split(ik)}, found in {split}")
+            first = state["split_of_identity"].setdefault(ik[:14], split)
+            if first != split:
+                problems.append(f"{rel}: molecule {ik} is in both {first} and {split}")
+    except ShardError as err:
+        problems.append(f"{rel}: unreadable shard ({str(err).removeprefix(str(shard) + ': ')})")
+        return problems
+    if n != sh["count"]:
+        problems.append(f"{rel}: {n} samples, manifest says {sh['count']}")
+    state["counts"][(config, split)] = state["counts"].get((config, split), 0) + n
+    return problems
+
+
+def _non_file_members(path: Path, rel: str) -> list[str]:
+    """Members that are not regular files (links, folders, devices): never written by densegen."""
+    import tarfile
+
+    try:
+        with tarfile.open(path / rel, mode="r:") as tar:
+            return [f"{rel}: member {m.name!r} is not a regular file" for m in tar if not m.isfile()]
+    except (tarfile.TarError, OSError, EOFError):
+        return []  # reported by the full read
 
 
 def verify_release(path: Path) -> list[str]:
     """Check a release folder; returns a list of problems (empty when all is well).
 
-    Checks: manifest present and readable; every shard listed exists, has the recorded sha256,
-    size and sample count; no shard on disk is missing from the manifest; every sample has an
-    ``meta.json`` with an ``inchikey``, sits in the split the split function gives it, and no identity or key appears
-    in two splits or twice.
+    Checks: the card (README.md) and manifest.json exist and the manifest has the right
+    shape (:func:`builders.manifest.read_manifest`); every declared field decodes with the safe
+    table (no ``.pyd``/``.pth``/...); no file in the folder is unlisted (see the module
+    docstring for what is allowed); every listed shard exists with the recorded sha256, size and
+    sample count; every sample has exactly its config's fields (members) and they decode; every
+    sample has a ``meta.json`` with an ``inchikey``, sits in the split the split function gives
+    it, and no identity or key appears in two splits or twice; split totals match.
     """
     path = Path(path)
+    try:
+        return _verify(path)
+    except Exception as err:  # noqa: BLE001 - verify reports, never crashes
+        return [f"{path}: verify stopped: {type(err).__name__}: {err}"]
+
+
+def _verify(path: Path) -> list[str]:
+    if not path.is_dir():
+        return [f"{path}: not a folder"]
     problems: list[str] = []
-    manifest_path = path / "manifest.json"
-    if not manifest_path.is_file():
+    if not (path / MANIFEST).is_file():
         return [f"{path}: no manifest.json (not a densegen release folder?)"]
     try:
-        manifest = json.loads(manifest_path.read_text())
-    except (OSError, json.JSONDecodeError) as err:
-        return [f"{manifest_path}: unreadable ({err})"]
+        manifest = read_manifest(path)
+    except (ManifestError, OSError) as err:
+        return [str(err)]
+    if not (path / CARD).is_file():
+        problems.append(f"{CARD}: missing (the release's dataset card)")
 
-    listed = {sh["path"] for sh in manifest.get("shards", [])}
-    folders = {c.get("folder", "data") for c in manifest.get("configs", {}).values()} | {"data"}
-    on_disk = sorted(p.relative_to(path).as_posix() for f in folders if (path / f).is_dir() for p in (path / f).rglob("*.tar"))
-    for extra in on_disk:
-        if extra not in listed:
-            problems.append(f"{extra}: shard on disk but not in manifest.json")
+    configs = manifest.get("configs") or {"default": {}}
+    fields_of = {}
+    for name in configs:
+        fields = config_fields(manifest, name)
+        fields_of[name] = fields
+        for f in sorted(fields or ()):
+            if not decodable(f):
+                problems.append(f"{MANIFEST}: config {name} declares field {f!r}, which densegen does not decode "
+                                f"(.npy, .txt, .json, optionally .zst)")
+        if fields is not None:
+            fields_of[name] = _Fields(f for f in fields if decodable(f))
+            fields_of[name].declared = fields
 
-    split_of_identity: dict[str, str] = {}
-    keys: dict[tuple, str] = {}
-    counts: dict[tuple, int] = {}
-    for sh in manifest.get("shards", []):
-        shard = path / sh["path"]
-        if not shard.is_file():
-            problems.append(f"{sh['path']}: listed in manifest.json but missing")
-            continue
-        size = shard.stat().st_size
-        if size != sh["bytes"]:
-            problems.append(f"{sh['path']}: {size} bytes, manifest says {sh['bytes']}")
-        digest = sha256_file(shard)
-        if digest != sh["sha256"]:
-            problems.append(f"{sh['path']}: sha256 {digest[:16]}... does not match manifest {sh['sha256'][:16]}...")
-        split = sh["split"]
+    listed = {sh["path"] for sh in manifest["shards"]}
+    problems += _stray_files(path, listed)
+
+    state = {"keys": {}, "counts": {}, "split_of_identity": {}}
+    for sh in manifest["shards"]:
         config = sh.get("config", "default")
-        n = 0
-        try:
-            for key, members in iter_tar_samples(shard):
-                n += 1
-                if (config, key) in keys:
-                    problems.append(f"{sh['path']}: sample {key!r} also in {keys[(config, key)]}")
-                keys[(config, key)] = sh["path"]
-                meta = next((decode_member(s, d)[1] for s, d in members if s == "meta.json"), {})
-                ik = meta.get("inchikey") if isinstance(meta, dict) else None
-                if ik is None:
-                    problems.append(f"{sh['path']}: sample {key!r} has no inchikey")
-                    continue
-                if assign_split(ik) != split:
-                    problems.append(f"{sh['path']}: sample {key!r} ({ik}) belongs to split {assign_split(ik)}, found in {split}")
-                first = split_of_identity.setdefault(ik[:14], split)
-                if first != split:
-                    problems.append(f"{sh['path']}: molecule {ik} is in both {first} and {split}")
-        except Exception as err:  # a corrupt tar must be reported, not crash verify
-            problems.append(f"{sh['path']}: unreadable shard ({type(err).__name__}: {err})")
-            continue
-        if n != sh["count"]:
-            problems.append(f"{sh['path']}: {n} samples, manifest says {sh['count']}")
-        counts[(config, split)] = counts.get((config, split), 0) + n
-    for config in {sh.get("config", "default") for sh in manifest.get("shards", [])}:
-        for split, info in manifest.get("splits", {}).items():
-            if counts.get((config, split), 0) != info["samples"]:
-                problems.append(f"config {config}, split {split}: {counts.get((config, split), 0)} samples, "
-                                f"manifest says {info['samples']}")
+        problems += _non_file_members(path, sh["path"]) if (path / sh["path"]).is_file() else []
+        problems += _verify_shard(path, sh, fields_of.get(config), config, state)
+    for config in {sh.get("config", "default") for sh in manifest["shards"]}:
+        for split, info in manifest["splits"].items():
+            n = state["counts"].get((config, split), 0)
+            if n != info["samples"]:
+                problems.append(f"{MANIFEST}: config {config}, split {split}: {n} samples, manifest says {info['samples']}")
     return problems

@@ -50,7 +50,8 @@ def test_build_records_failures_and_verifies(density_release):
     assert set(manifest["configs"]) == {"compact", "grid"}
     assert verify_release(out) == []
     card = (out / "README.md").read_text()
-    assert "config_name: compact" in card and "config_name: grid" in card and "path: grid/" in card
+    assert "config_name: compact" in card and "config_name: grid" in card
+    assert all(f"- {sh['path']}\n" in card for sh in manifest["shards"]) and "- grid/train/" in card
 
 
 def test_grid_integral_matches_electron_count_and_stored_grid_matches_render(density_release):

@@ -39,7 +39,10 @@ def test_layout_manifest_and_card(small_release):
     assert sum(manifest["failures"]["by_stage"].values()) == manifest["failures"]["total"]
     card = (out / "README.md").read_text()
     assert card.startswith("---\n") and "license: mit" in card
-    assert "path: data/train/*.tar" in card and "positions.npy" in card
+    # data_files list the exact shards of each split (a stray file in data/train/ is never loaded)
+    for sh in manifest["shards"]:
+        assert f"- {sh['path']}\n" in card
+    assert "*.tar" not in card and "positions.npy" in card
     assert "MXtalTools" in card  # the card notes where the authors' code differed
 
 

@@ -119,6 +119,7 @@ def test_release_grids_render_real_density(monkeypatch, tmp_path):
         yield from (sample, sample)
 
     monkeypatch.setattr(builders.reader, "iter_release", fake_iter_release)
+    monkeypatch.setattr(builders.reader, "read_manifest", lambda path: {"configs": {"compact": {}}})
     deferred = list(ReleaseGrids(tmp_path, "valid", 16))
     assert calls == [(str(tmp_path), "valid")] and len(deferred) == 2
     assert all(callable(d) for d in deferred)  # rendered only when a batch keeps them

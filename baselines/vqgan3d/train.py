@@ -95,11 +95,12 @@ class ReleaseGrids:
         self.path, self.split, self.size = path, split, size
 
     def __iter__(self):
-        from builders.reader import iter_release
+        from builders.reader import iter_release, read_manifest
         from builders.torch_data import RenderDensity
 
         render = RenderDensity(shape=(self.size,) * 3, log1p=True)
-        for sample in iter_release(Path(self.path), self.split):
+        config = "grid" if "grid" in read_manifest(Path(self.path)).get("configs", {}) else None  # stored grids
+        for sample in iter_release(Path(self.path), self.split, config=config):
             yield functools.partial(_rendered_grid, render, sample)
 
 

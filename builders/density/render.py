@@ -29,8 +29,9 @@ import numpy as np
 from pyscf import gto
 from scipy.linalg import blas
 
-from builders.density.molecule import density_matrix_from_sample, mole_from_sample
+from builders.density.molecule import density_matrix_from_sample, field, mole_from_sample
 from builders.density.schema import ANGSTROM_PER_BOHR
+from builders.reader import as_fields
 
 DEFAULT_AO_CUTOFF = 1e-11  # AO values (cartesian, a.u.) below this are dropped per block
 DEFAULT_MARGIN_BOHR = 3.0  # pyscf cubegen's box margin, used when a sample has no frame
@@ -68,9 +69,12 @@ def resolve_frame(sample: dict, shape=(128, 128, 128), origin=None, axes=None):
     the far corner. ``shape=None`` means the sample's own ``grid_shape``. A sample without a
     frame gets :func:`default_frame` (bounding box + 3 Bohr).
 
+    Args:
+        sample: any form :func:`builders.reader.as_fields` takes.
     Returns:
         (origin (3,), axes (3, 3), shape (3,) tuple of int), Bohr.
     """
+    sample = as_fields(sample)
     has_frame = all(k in sample for k in ("grid_origin", "grid_axes", "grid_shape"))
     native_shape = tuple(int(s) for s in np.asarray(sample["grid_shape"]).ravel()) \
         if has_frame else None
@@ -90,7 +94,7 @@ def resolve_frame(sample: dict, shape=(128, 128, 128), origin=None, axes=None):
             if origin is None:
                 origin = np.asarray(sample["grid_origin"], dtype=np.float64)
         else:
-            pos_bohr = np.asarray(sample["positions"], dtype=np.float64) / ANGSTROM_PER_BOHR
+            pos_bohr = np.asarray(field(sample, "positions"), dtype=np.float64) / ANGSTROM_PER_BOHR
             o_def, axes = default_frame(pos_bohr, shape)
             origin = o_def if origin is None else origin
     if origin is None:
@@ -277,7 +281,9 @@ def render_density(sample: dict, shape=(128, 128, 128), origin=None, axes=None,
     Args:
         sample: density sample (see :mod:`builders.density.schema`): atomic_numbers, positions
             (Angstrom), basis, density_matrix (packed), and normally grid_origin, grid_axes
-            (Bohr) and grid_shape.
+            (Bohr) and grid_shape; in any form :func:`builders.reader.as_fields` takes (a
+            ``builders.reader`` sample, a webdataset sample, a ``datasets`` row, numpy-formatted
+            or not; NB ``with_format("numpy")`` has already cast float64 to float32).
         shape: (n1, n2, n3) points per axis; None = the sample's grid_shape. When it differs
             from grid_shape and ``axes`` is None the same box is resampled (see
             :func:`resolve_frame`).
@@ -300,6 +306,7 @@ def render_density(sample: dict, shape=(128, 128, 128), origin=None, axes=None,
         raise ValueError(f"backend must be 'numpy' or 'torch', got {backend!r}")
     if backend == "numpy" and str(device) != "cpu":
         raise ValueError("the numpy backend runs on the CPU only; use backend='torch'")
+    sample = as_fields(sample)
     o, ax, shp = resolve_frame(sample, shape, origin, axes)
     mol = mole_from_sample(sample)
     dm = density_matrix_from_sample(sample, mol)
@@ -433,12 +440,14 @@ def render_density_at_points(sample: dict, points_bohr) -> np.ndarray:
     """Electron density of a sample at arbitrary points (reference quality, pyscf AOs).
 
     Args:
-        sample: density sample (see :mod:`builders.density.schema`).
+        sample: density sample (see :mod:`builders.density.schema`), any form
+            :func:`builders.reader.as_fields` takes.
         points_bohr: (..., 3) points in Bohr.
     Returns:
         (...) float64 density in electrons / Bohr^3.
     """
     pts = np.asarray(points_bohr, dtype=np.float64)
+    sample = as_fields(sample)
     mol = mole_from_sample(sample)
     dm = density_matrix_from_sample(sample, mol)
     return _render_reference(mol, dm, pts.reshape(-1, 3)).reshape(pts.shape[:-1])

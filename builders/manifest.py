@@ -1,0 +1,227 @@
+"""The manifest of a release (``manifest.json``): reading, shape validation, shard lists.
+
+Every reader and ``verify`` go through :func:`read_manifest`, which checks the shape with a
+JSON Schema (:data:`SCHEMA`) and a few rules a schema cannot say (shard paths inside the
+release folder, listed once, of a known split and config), so a hand-edited or foreign
+``manifest.json`` fails with ONE line naming the file and what is wrong, never a
+``KeyError``/``TypeError`` deep inside a reader.
+
+What readers use (the build writes more: parameters, builder versions, timing):
+
+* ``release`` (str), ``splits`` ({split: {"samples": int}}),
+* ``shards``: [{"path": "data/train/<name>-train-000000.tar", "config", "split", "sha256",
+  "bytes", "count"}] (``config`` defaults to ``"default"`` in older manifests),
+* ``configs`` (optional): {name: {"folder", "default", "fields"}}, ``fields`` being the sorted
+  member suffixes every sample of that config has (e.g. ``["atomic_numbers.npy",
+  "meta.json", "positions.npy"]``); older manifests may lack ``fields``.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+import jsonschema
+
+MANIFEST = "manifest.json"
+CARD = "README.md"
+FAILURES = "failures.jsonl"
+
+_COUNT = {"type": "integer", "minimum": 0}
+_SHARD = {
+    "type": "object",
+    "required": ["path", "split", "sha256", "bytes", "count"],
+    "properties": {
+        "path": {"type": "string", "minLength": 1},
+        "config": {"type": "string", "minLength": 1},
+        "split": {"type": "string", "minLength": 1},
+        "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$"},
+        "bytes": _COUNT,
+        "count": _COUNT,
+    },
+}
+_CONFIG = {
+    "type": "object",
+    "properties": {
+        "folder": {"type": "string", "minLength": 1},
+        "default": {"type": "boolean"},
+        "fields": {"type": "array", "items": {"type": "string", "pattern": r"^[a-z][a-z0-9_]*\.[a-z0-9.]+$"},
+                   "uniqueItems": True},
+    },
+}
+#: JSON Schema of the parts of ``manifest.json`` that readers rely on (other keys are allowed).
+SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "type": "object",
+    "required": ["release", "splits", "shards"],
+    "properties": {
+        "format": {"const": "webdataset"},
+        "release": {"type": "string", "minLength": 1},
+        "splits": {"type": "object", "additionalProperties": {
+            "type": "object", "required": ["samples"], "properties": {"samples": _COUNT}}},
+        "shards": {"type": "array", "items": _SHARD},
+        "configs": {"type": "object", "additionalProperties": _CONFIG},
+    },
+}
+_VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+_JSON_TYPES = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "an integer",
+               float: "a number", type(None): "null"}
+_SCHEMA_TYPES = {"object": "an object", "array": "a list", "string": "a string", "boolean": "a boolean",
+                 "integer": "an integer", "number": "a number"}
+
+
+class ManifestError(ValueError):
+    """``manifest.json`` is not valid JSON or does not have the shape of a densegen manifest."""
+
+
+@dataclass(frozen=True)
+class ShardSpec:
+    """One shard and what the manifest says about it (None = not recorded).
+
+    Attributes:
+        path: the shard file.
+        name: its path relative to the release folder (as listed in the manifest).
+        count: number of samples.
+        fields: member suffixes every sample has (e.g. ``{"positions.npy", "meta.json"}``).
+        sha256: hex digest of the file.
+        bytes: file size.
+        split, config: where it belongs.
+    """
+
+    path: Path
+    name: str = ""
+    count: int | None = None
+    fields: frozenset | None = None
+    sha256: str | None = None
+    bytes: int | None = None
+    split: str | None = None
+    config: str | None = None
+
+    def __str__(self) -> str:
+        return str(self.path)
+
+
+def manifest_file(path) -> Path:
+    """``manifest.json`` of a release folder (``path`` may also be the file itself)."""
+    path = Path(path)
+    return path if path.name == MANIFEST and not path.is_dir() else path / MANIFEST
+
+
+def _where(error: jsonschema.ValidationError) -> str:
+    parts = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in error.absolute_path)
+    return parts.lstrip(".") or "top level"
+
+
+def _describe(error: jsonschema.ValidationError) -> str:
+    """A short one-line description (jsonschema's own message repeats the whole instance)."""
+    v, value = error.validator, error.validator_value
+    got = _JSON_TYPES.get(type(error.instance), type(error.instance).__name__)
+    if v == "type":
+        return f"{_where(error)} must be {_SCHEMA_TYPES.get(value, value)}, not {got}"
+    if v == "required":
+        return error.message if _where(error) == "top level" else f"{_where(error)}: {error.message}"
+    if v == "pattern":
+        return f"{_where(error)} = {str(error.instance)[:60]!r} does not match {value!r}"
+    if v in ("minimum", "minLength"):
+        return f"{_where(error)} = {error.instance!r} is below the minimum {value}"
+    if v == "const":
+        return f"{_where(error)} must be {value!r}, not {str(error.instance)[:60]!r}"
+    return f"{_where(error)}: {error.message[:200]}"
+
+
+def validate_manifest(manifest, source: str = MANIFEST) -> dict:
+    """Check the shape of a parsed manifest; returns it unchanged.
+
+    Raises:
+        ManifestError: one line ``"<source>: not a densegen manifest: <what>"``.
+    """
+    errors = sorted(_VALIDATOR.iter_errors(manifest), key=lambda e: (len(e.absolute_path), list(map(str, e.absolute_path))))
+    if errors:
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ManifestError(f"{source}: not a densegen manifest: {_describe(errors[0])}{more}")
+    configs = manifest.get("configs")
+    seen = set()
+    for i, sh in enumerate(manifest["shards"]):
+        rel = PurePosixPath(sh["path"])
+        if rel.is_absolute() or ".." in rel.parts or "\\" in sh["path"] or rel.as_posix() != sh["path"]:
+            raise ManifestError(f"{source}: shards[{i}].path {sh['path']!r} must be a plain relative path inside the release")
+        if sh["path"] in seen:
+            raise ManifestError(f"{source}: shard {sh['path']} is listed twice")
+        seen.add(sh["path"])
+        if sh["split"] not in manifest["splits"]:
+            raise ManifestError(f"{source}: shard {sh['path']} has split {sh['split']!r}, not one of {sorted(manifest['splits'])}")
+        if configs is not None and sh.get("config", "default") not in configs:
+            raise ManifestError(f"{source}: shard {sh['path']} has config {sh.get('config', 'default')!r}, "
+                                f"not one of {sorted(configs)}")
+    return manifest
+
+
+def read_manifest(path) -> dict:
+    """Read and validate the manifest of a release.
+
+    Args:
+        path: release folder (``.../densegen/<name>``) or its ``manifest.json``.
+    Returns:
+        the manifest dict.
+    Raises:
+        FileNotFoundError: naming the folder when it has no manifest.json.
+        ManifestError: (a ValueError) naming the file when it is not JSON or has the wrong shape.
+    """
+    file = manifest_file(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"{file.parent} is not a densegen release (no manifest.json); build one with "
+                                f"`python -m builders build <release>`")
+    try:
+        manifest = json.loads(file.read_bytes())
+    except (UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise ManifestError(f"{file}: not valid JSON ({err})") from None
+    return validate_manifest(manifest, str(file))
+
+
+def default_config(manifest: dict) -> str:
+    """Name of the default config (``"default"`` for manifests without ``configs``)."""
+    configs = manifest.get("configs") or {}
+    if not configs:
+        return "default"
+    return next((name for name, c in configs.items() if c.get("default")), next(iter(configs)))
+
+
+def config_fields(manifest: dict, config: str) -> frozenset | None:
+    """Member suffixes every sample of ``config`` has, or None when the manifest does not say."""
+    fields = ((manifest.get("configs") or {}).get(config) or {}).get("fields")
+    return frozenset(fields) if fields is not None else None
+
+
+def shard_specs(release, split: str | None = None, config: str | None = None,
+                manifest: dict | None = None) -> list[ShardSpec]:
+    """The shards of a release as :class:`ShardSpec`, in manifest order.
+
+    Args:
+        release: release folder.
+        split: only this split (None = all).
+        config: only this config (None = the default config; ``"*"`` = every config).
+        manifest: the already-read manifest (default: read it).
+    Raises:
+        ValueError: for an unknown split or config name.
+    """
+    release = Path(release)
+    manifest = read_manifest(release) if manifest is None else manifest
+    if split is not None and split not in manifest["splits"]:
+        raise ValueError(f"unknown split {split!r}; this release has {sorted(manifest['splits'])}")
+    configs = manifest.get("configs") or {"default": {}}
+    if config is None:
+        config = default_config(manifest)
+    if config != "*" and config not in configs:
+        raise ValueError(f"unknown config {config!r}; this release has {sorted(configs)}")
+    out = []
+    for sh in manifest["shards"]:
+        cfg = sh.get("config", "default")
+        if (split is None or sh["split"] == split) and config in ("*", cfg):
+            out.append(ShardSpec(path=release / sh["path"], name=sh["path"], count=sh["count"],
+                                 fields=config_fields(manifest, cfg), sha256=sh["sha256"], bytes=sh["bytes"],
+                                 split=sh["split"], config=cfg))
+    return out
+
+
+__all__ = ["SCHEMA", "MANIFEST", "CARD", "FAILURES", "ManifestError", "ShardSpec", "manifest_file",
+           "validate_manifest", "read_manifest", "default_config", "config_fields", "shard_specs"]
