@@ -1,4 +1,5 @@
-"""Tests of random starts, rigid-body LJ optimization, noisy copies and generate_crystals."""
+"""Tests of random starts, rigid-body LJ optimization, noisy copies and generate_crystals
+(refinement to stationary points at the stored cutoff, the authors' filter)."""
 
 import math
 
@@ -14,11 +15,13 @@ from builders.crystals.optimize import (
     OPT_CUTOFF,
     PARAM_SCALES,
     generate_crystals,
+    lj_bound,
     noisy_copies,
     optimize_crystals,
     random_start,
     standardize,
 )
+from builders.crystals.refine import GRAD_TOL, stationarity
 from builders.crystals.volume import vdw_volume
 
 from .conftest import embed_smiles
@@ -99,15 +102,23 @@ def test_generated_optima_have_no_clashes(generated, molecules):
 def test_crystal_set_bookkeeping(generated, molecules, volumes):
     g = generated
     n_opt = int(g.is_optimum.sum())
-    assert g.stats["n_kept_optima"] == n_opt and len(g) == 5 * n_opt
-    assert bool((g.parent[g.is_optimum] == -1).all())
+    assert g.stats["n_kept_optima"] == n_opt and len(g) == n_opt + g.stats["n_noisy"]
+    assert g.stats["n_noisy_drawn"] == 4 * n_opt and g.stats["n_noisy"] <= 4 * n_opt
+    assert bool((g.parent[g.is_optimum] == -1).all()) and bool((g.copy_index[g.is_optimum] == -1).all())
     parents = g.parent[~g.is_optimum]
     assert bool(g.is_optimum[parents].all())
+    assert bool((parents < torch.nonzero(~g.is_optimum).squeeze(1)).all())  # a copy follows its optimum
+    copies = g.copy_index[~g.is_optimum]
+    assert bool(((copies >= 0) & (copies < 4)).all())
+    for r in g.is_optimum.nonzero().squeeze(1).tolist():  # draws of one optimum: distinct, increasing
+        mine = g.copy_index[g.parent == r].tolist()
+        assert mine == sorted(set(mine))
     assert torch.equal(g.mol_index[~g.is_optimum], g.mol_index[parents])
     assert bool(g.opt_converged[g.is_optimum].all()) and bool(
         (g.opt_steps[~g.is_optimum] == -1).all()
     )
     assert bool(torch.isnan(g.opt_final_energy[~g.is_optimum]).all())
+    assert bool(torch.isnan(g.opt_grad_norm[~g.is_optimum]).all()) and bool((g.opt_refine_steps[~g.is_optimum] == -1).all())
     mols = MoleculeBatch.from_molecules(molecules)
     e = crystal_energies(g.params, mols, g.mol_index)
     torch.testing.assert_close(g.lj, e["lj"])
@@ -116,6 +127,32 @@ def test_crystal_set_bookkeeping(generated, molecules, volumes):
     torch.testing.assert_close(g.packing, vol / torch.linalg.det(g.cell))
     # optima sit below their noisy copies on average (they are LJ minima)
     assert float(g.lj[g.is_optimum].mean()) < float(g.lj[~g.is_optimum].mean())
+
+
+def test_stored_optima_are_stationary_and_every_crystal_passes_the_authors_filter(generated, molecules):
+    g = generated
+    mols = MoleculeBatch.from_molecules(molecules)
+    opt = g.is_optimum
+    st = stationarity(g.params[opt], mols, g.mol_index[opt])
+    assert bool(st.stationary.all()) and float(st.grad_norm.max()) <= GRAD_TOL
+    torch.testing.assert_close(st.grad_norm, g.opt_grad_norm[opt], rtol=1e-6, atol=1e-9)
+    assert float(g.lj.max()) < lj_bound(3.0) == g.stats["lj_max"]
+    # the copies are not stationary (the check can fail)
+    copies = stationarity(g.params[~opt], mols, g.mol_index[~opt])
+    assert float(copies.grad_norm.median()) > 1.0
+
+
+def test_a_strict_authors_filter_drops_optima_and_copies(molecules, volumes):
+    """scaled_lj_max = -300 in their convention = E_LJ < -150 per molecule: some optima and
+    many copies of the survivors fail; what is kept passes."""
+    res = generate_crystals(molecules, 3, seed=123, n_noisy=4, mol_volumes=volumes, scaled_lj_max=-300.0)
+    st = res.stats
+    assert st["lj_max"] == -150.0 and bool((res.lj < -150.0).all())
+    assert st["n_above_lj_max"] >= 1 and st["n_kept_optima"] == st["n_stationary"] - st["n_above_lj_max"]
+    assert st["n_noisy"] < st["n_noisy_drawn"]
+    off = generate_crystals(molecules[:1], 2, seed=1, n_noisy=3, mol_volumes=volumes[:1], scaled_lj_max=None,
+                            energy_threshold=-1e9)
+    assert off.stats["n_kept_optima"] == 0 and off.stats["n_above_energy_threshold"] == off.stats["n_stationary"]
 
 
 def test_noisy_copies_have_requested_noise():
@@ -157,14 +194,14 @@ def test_generation_is_reproducible(molecules, volumes, generated):
         "packing",
         "is_optimum",
         "parent",
+        "copy_index",
         "opt_steps",
+        "opt_refine_steps",
         "mol_index",
     ):
         assert torch.equal(getattr(again, name), getattr(generated, name)), name
-    assert torch.equal(
-        torch.nan_to_num(again.opt_final_energy),
-        torch.nan_to_num(generated.opt_final_energy),
-    )
+    for name in ("opt_final_energy", "opt_grad_norm"):
+        assert torch.equal(torch.nan_to_num(getattr(again, name)), torch.nan_to_num(getattr(generated, name)))
     other = generate_crystals(
         molecules[:1],
         2,

@@ -18,11 +18,29 @@ i.e. it is the lattice energy per molecule, 1/2 sum_{n != 0} sum_ij e_ij. A sum 
 central-image pairs (both n and -n) is exactly twice this value. Pairs beyond the cutoff
 are dropped (plain truncation, no shift or tail correction, as in the paper and code).
 
+The authors' convention (MXtalTools, checked at HEAD and at 8dea6b56^): ``lj_analysis`` and
+``buckingham_energy`` (``mxtaltools/analysis/vdw_analysis.py``) sum the pair energy over the
+intermolecular edges of ``build_radial_graph`` (``mxtaltools/models/functions/radial_graph.py``),
+which holds one directed edge (outside atom j, inside atom i) for every atom i of the
+asymmetric unit (``aux_ind == 0``) and every atom j of another molecule of the cluster
+(``aux_ind == 1``) with r_ij below the cutoff; the cluster (``ucell2cluster`` and
+``_pare_cluster_molwise`` in ``mxtaltools/crystal_building/utils.py``) keeps every molecule of
+the translated unit cells (``get_cart_translations``, at most ``supercell_size`` = 10 per
+direction) whose centroid lies within cutoff + 2 x molecular radius + 0.1 A of the asymmetric
+unit's, so for P1 with Z' = 1 the edges cover every image n != 0, both signs. Their energy is therefore sum_{n != 0} sum_ij e_ij = ``MXTALTOOLS_FACTOR`` (2) x ours.
+(The radius graph keeps at most ``max_num_neighbors`` = 1000 neighbours per atom,
+``construct_radial_graph``; in the optima of a 57-molecule build, 290-505 atoms of other
+molecules lie within 10 A of an atom, so the cap does not bind.) Their ``scaled_lj`` is ``log_rescale_positive`` of that sum
+(``mxtaltools/common/utils.py``: y if y <= 0, else log(1 + y)); ``scaled_lj_mxtaltools``
+gives it from our energy.
+
 Cutoff default: ``DEFAULT_CUTOFF`` = 10 A, the authors' code's value, for the energies that
 are stored; the paper's 6 A misses a large part of the slowly decaying Buckingham
 attraction (a C...C pair still has E_BH = -0.56 at 6 A but -0.17 at 10 A) while the LJ tail
-beyond 6 A is small (-0.13 per C...C pair at 6 A). The optimizer therefore uses 6 A
-(``optimize.OPT_CUTOFF``) for speed and the stored energies are evaluated at 10 A.
+beyond 6 A is small (-0.13 per C...C pair at 6 A). The batched Adam stage of the optimizer
+therefore uses 6 A (``optimize.OPT_CUTOFF``) for speed, and every optimum is then finished
+by Newton steps at the stored cutoff (``refine.py``), so that stored optima are stationary
+points of the stored energy.
 
 Neighbour lists are built without gradient (``neighbor_pairs``) and the energy is then a
 differentiable function of the cell matrix and the coordinates over the listed pairs with
@@ -46,7 +64,16 @@ from .molecules import MoleculeBatch
 from .potentials import POTENTIALS
 
 DEFAULT_CUTOFF = 10.0  # Angstrom, see module docstring
+#: the authors' energies (every asymmetric-unit-to-environment pair) / ours (every pair once)
+MXTALTOOLS_FACTOR = 2.0
 _CHUNK = 1 << 21  # atom pairs per chunk when building neighbour lists
+
+
+def scaled_lj_mxtaltools(lj: torch.Tensor) -> torch.Tensor:
+    """The authors' ``scaled_lj`` from our LJ energy per molecule (module docstring):
+    log_rescale_positive(2 E_LJ) = 2 E_LJ if E_LJ <= 0, else log(1 + 2 E_LJ)."""
+    y = MXTALTOOLS_FACTOR * lj
+    return torch.where(y > 0, torch.log1p(y.clamp_min(0)), y)
 
 
 def pose_molecules(params: torch.Tensor, mols: MoleculeBatch, mol_index: torch.Tensor):

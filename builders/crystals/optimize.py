@@ -8,7 +8,7 @@ Pipeline of ``generate_crystals`` (paper 002 section 4.4; DESIGN.md section 2):
    factors in [0.8, 1.25], then all three scaled together so that the packing coefficient
    is exactly ``target_packing`` (default 0.5);
 2. rigid-body optimization of the 12 parameters against the LJ energy per molecule at
-   ``OPT_CUTOFF`` (``optimize_crystals``): Adam on unconstrained parameters
+   ``OPT_CUTOFF`` = 6 A (``optimize_crystals``, the cheap stage): Adam on unconstrained parameters
    (``cell.to_unconstrained``: log lengths, logit-mapped angles in [60.5, 119.5] deg, which
    keeps every cell valid), step size 0.05 decaying geometrically to 5% of it over the
    500-step limit (tuned on 80 starts of the benchmark molecules: 79 converge, in 126
@@ -26,16 +26,33 @@ Pipeline of ``generate_crystals`` (paper 002 section 4.4; DESIGN.md section 2):
    median 25 steps, median final E_LJ -88 and -94, 5% of packing coefficients below 0.31 and
    0.35). With clipping: median 90-110 steps, median E_LJ -160 and -177, 5% packing
    quantile 0.54 and 0.61, every start converged, same run time;
-3. converged optima with E_LJ < ``energy_threshold`` are kept. Sanity bound (tested): in
-   kept optima no intermolecular pair is closer than ``MIN_CONTACT_RATIO`` = 0.8 times
-   the sum of the vdW radii (the LJ pair energy there is +43, far up the repulsive wall;
-   in real organic crystals contacts much shorter than ~0.8 of the vdW sum are
-   essentially hydrogen bonds, which this potential does not have). Measured on the 1229
-   optima of ``python -m benchmarks.perf.crystal_bench --n 64``: shortest contact 0.82,
-   5% quantile 0.91, median 0.98 of the vdW sum;
-4. ``n_noisy`` noisy copies of each kept optimum (``noisy_copies``);
-5. LJ and Buckingham energies of every crystal at ``cutoff`` (default 10 A, energy.py),
-   packing coefficient from the molecule's vdW volume (volume.py).
+3. refinement of every converged stage-2 optimum at the stored ``cutoff`` (default 10 A):
+   damped Newton steps on the 9 cell + orientation parameters until the gradient of the
+   stored LJ energy is below ``grad_tol`` (``refine.py``; default ``refine.GRAD_TOL`` = 1e-3 in
+   natural units: per unit relative length, per radian). The Adam optima are not stationary
+   at 10 A (gradient norm 25-200 there: the 6-10 A shell pulls the cell together); refined,
+   all 160 optima of ``python -m benchmarks.perf.crystal_bench --n 8`` met the tolerance, in
+   6.3 Newton steps on average (median gradient norm 1e-8), their 10 A energy lower by 0.15-30.
+   Newton may move a cell angle out of [60.5, 119.5] deg; the crystal is then re-expressed on
+   a reduced basis of the same lattice (``refine.reduce_cell``), which changes its 12
+   parameters (u, v, w included) but not the crystal; refined optima have angles in
+   [60, 120] deg (a few sit exactly at 60 or 120: hexagonal layers);
+4. kept optima: converged in stage 2 (our addition: an optimum must be a minimum), stationary
+   after stage 3 (our addition), and below the authors' filter, E_LJ < ``lj_bound(scaled_lj_max)``
+   at the stored cutoff. The authors' filter (``process_smiles_to_crystal_opt`` in MXtalTools'
+   ``mxtaltools/dataset_utils/construction/parallel_synthesis.py``) keeps samples with
+   ``scaled_lj < 3``, scaled_lj = log_rescale_positive of their LJ sum, which is twice ours
+   (``energy.py``): E_LJ(ours) < (e^3 - 1) / 2 = 9.5428. Optional extra filter (ours, off by
+   default): E_LJ < ``energy_threshold``. In earlier builds an optimum's shortest contact was
+   also required to be >= 0.8 of the vdW sum (``MIN_CONTACT_RATIO``, where the LJ pair energy
+   is +43; now an optional filter of the release); measured on the 1229 optima of
+   ``python -m benchmarks.perf.crystal_bench --n 64``: shortest contact 0.82, 5% quantile
+   0.91, median 0.98 of the vdW sum;
+5. ``n_noisy`` noisy copies of each kept optimum (``noisy_copies``); a copy is kept when it
+   passes the same authors' filter (they filter their copies, ``sample_about_crystal`` output,
+   with the same ``scaled_lj < 3``), so a kept optimum may have fewer than ``n_noisy`` copies;
+6. LJ and Buckingham energies of every crystal at ``cutoff`` (energy.py), packing
+   coefficient from the molecule's vdW volume (volume.py).
 
 Standardized parameters (for the noise of ``noisy_copies``): s = T(p) / PARAM_SCALES with
 T = log on the lengths and identity elsewhere. PARAM_SCALES: log-lengths 0.5 (so sigma =
@@ -43,7 +60,8 @@ T = log on the lengths and identity elsewhere. PARAM_SCALES: log-lengths 0.5 (so
 [70, 110] deg), fractional coordinates 0.2887 (std of uniform [0, 1)), rotation-vector
 components 1.3280 rad (std of a component of the rotation vector of a uniform random
 rotation: E|theta|^2 = pi^2/3 + 2, over 3 components). After the noise, angles are
-clipped into [60.5, 119.5] deg, fractional coordinates wrapped into [0, 1) and rotation
+clipped into [60.5, 119.5] deg (so copies of an optimum with an angle in [60, 60.5) or
+(119.5, 120] deg are pushed inside), fractional coordinates wrapped into [0, 1) and rotation
 vectors mapped to angle <= pi.
 
 Determinism: every random draw comes from one CPU ``torch.Generator`` seeded with ``seed``
@@ -72,6 +90,7 @@ from .cell import (
 )
 from .energy import (
     DEFAULT_CUTOFF,
+    MXTALTOOLS_FACTOR,
     crystal_energies,
     neighbor_pairs,
     pair_energies,
@@ -79,9 +98,11 @@ from .energy import (
 )
 from .frames import canonical_rotvec, random_rotvecs, rotvec_to_matrix
 from .molecules import MoleculeBatch
+from .refine import GRAD_TOL, MAX_STEPS as REFINE_MAX_STEPS, refine_crystals
 from .volume import packing_coefficient, vdw_volume
 
-MIN_CONTACT_RATIO = 0.8  # see module docstring, step 3
+MIN_CONTACT_RATIO = 0.8  # optional optimum filter of the release, see module docstring, step 4
+SCALED_LJ_MAX = 3.0  # the authors' filter, scaled_lj < 3 in their convention (module docstring, step 4)
 MAX_GRAD_NORM = 10.0  # recommended per-crystal gradient clipping, module docstring step 2
 OPT_CUTOFF = 6.0  # Angstrom, LJ cutoff used while optimizing (see energy.py)
 START_ANGLE_RANGE = (math.radians(70.0), math.radians(110.0))
@@ -91,6 +112,13 @@ PARAM_SCALES = (
     + (1 / math.sqrt(12),) * 3
     + (math.sqrt((math.pi**2 / 3 + 2) / 3),) * 3
 )
+
+
+def lj_bound(scaled_lj_max: float) -> float:
+    """Our LJ energy per molecule below which the authors' filter ``scaled_lj < scaled_lj_max``
+    passes: scaled_lj = log_rescale_positive(2 E) < t  <=>  E < expm1(t) / 2 (t > 0), E < t / 2 (t <= 0)."""
+    t = float(scaled_lj_max)
+    return (math.expm1(t) if t > 0 else t) / MXTALTOOLS_FACTOR
 
 
 def random_start(
@@ -300,10 +328,15 @@ class CrystalSet:
 
     params (K, 12); cell (K, 3, 3) Angstrom; mol_index (K,) row of the input molecule list;
     lj, buckingham (K,) at ``cutoff``; packing (K,); is_optimum (K,) bool; parent (K,) row
-    of the optimum a noisy copy comes from (-1 for optima); opt_steps (K,) (-1 for copies);
-    opt_initial_energy, opt_final_energy (K,) LJ at the optimization cutoff (nan for
-    copies); opt_converged (K,) bool (False for copies); mol_volume (M,) Angstrom^3;
-    stats: counts of starts, converged and kept optima.
+    of the optimum a noisy copy comes from (-1 for optima); copy_index (K,) which of the
+    ``n_noisy`` noise draws a copy is (-1 for optima; copies that failed the filter are
+    absent, so the indices of a group may have gaps); opt_steps (K,) Adam steps (-1 for
+    copies); opt_initial_energy, opt_final_energy (K,) LJ at the optimization cutoff at the
+    Adam start and end (nan for copies); opt_converged (K,) bool (False for copies);
+    opt_grad_norm (K,) norm of the natural gradient of the stored LJ energy at the stored
+    optimum (``refine.py``; nan for copies); opt_refine_steps (K,) Newton steps (-1 for
+    copies); mol_volume (M,) Angstrom^3; stats: counts of starts, converged, stationary,
+    filtered and kept optima, drawn and kept copies.
     """
 
     params: torch.Tensor
@@ -314,10 +347,13 @@ class CrystalSet:
     packing: torch.Tensor
     is_optimum: torch.Tensor
     parent: torch.Tensor
+    copy_index: torch.Tensor
     opt_steps: torch.Tensor
     opt_initial_energy: torch.Tensor
     opt_final_energy: torch.Tensor
     opt_converged: torch.Tensor
+    opt_grad_norm: torch.Tensor
+    opt_refine_steps: torch.Tensor
     mol_volume: torch.Tensor
     stats: dict = field(default_factory=dict)
 
@@ -352,39 +388,46 @@ def generate_crystals(
     seed: int,
     *,
     target_packing: float = 0.5,
-    energy_threshold: float = 0.0,
+    scaled_lj_max: float | None = SCALED_LJ_MAX,
+    energy_threshold: float | None = None,
     n_noisy: int = 10,
     noise_sigma: float = 0.05,
     cutoff: float = DEFAULT_CUTOFF,
     opt_cutoff: float = OPT_CUTOFF,
     max_steps: int = 500,
+    grad_tol: float = GRAD_TOL,
+    refine_steps: int = REFINE_MAX_STEPS,
     batch_size: int = 256,
     device: str | torch.device = "cpu",
     dtype: torch.dtype = torch.float64,
     mol_volumes: Sequence[float] | None = None,
     max_grad_norm: float | None = MAX_GRAD_NORM,
 ) -> CrystalSet:
-    """Random P1, Z'=1 crystals of rigid molecules, LJ-optimized, plus noisy copies.
+    """Random P1, Z'=1 crystals of rigid molecules, LJ-optimized and refined, plus noisy copies.
 
     Args:
         molecules: list of (atomic numbers (N_i,), coordinates (N_i, 3) Angstrom).
         n_per_molecule: random starts per molecule.
         seed: seed of the single CPU generator behind every random draw.
         target_packing: packing coefficient of the random starts.
-        energy_threshold: optima are kept if converged and E_LJ (per molecule, at
-            ``opt_cutoff``) is below this.
-        n_noisy, noise_sigma: noisy copies per kept optimum and their standardized noise.
-        cutoff: Angstrom, cutoff of the stored LJ and Buckingham energies.
-        opt_cutoff: Angstrom, LJ cutoff during optimization.
-        max_steps: optimizer step limit.
+        scaled_lj_max: the authors' filter on optima and copies, their scaled_lj below this
+            (our E_LJ at ``cutoff`` below ``lj_bound(scaled_lj_max)``); None = no filter.
+        energy_threshold: optional extra filter (ours) on optima: E_LJ at ``cutoff`` below this.
+        n_noisy, noise_sigma: noisy copies drawn per kept optimum and their standardized noise.
+        cutoff: Angstrom, cutoff of the stored LJ and Buckingham energies and of the refinement.
+        opt_cutoff: Angstrom, LJ cutoff of the Adam stage.
+        max_steps: Adam step limit.
+        grad_tol, refine_steps: stationarity tolerance (natural units) and Newton step limit
+            of the refinement (``refine.refine_crystals``).
         batch_size: crystals optimized together.
-        device, dtype: where and in which precision to compute.
+        device, dtype: where and in which precision to compute (the refinement always runs
+            in float64).
         mol_volumes: optional precomputed vdW volumes (Angstrom^3), one per molecule.
         max_grad_norm: per-crystal gradient clipping of the optimizer (``optimize_crystals``);
             None = off; default ``MAX_GRAD_NORM`` (module docstring, step 2).
 
     Returns:
-        CrystalSet; rows: each kept optimum followed by its noisy copies, in start order
+        CrystalSet; rows: each kept optimum followed by its kept noisy copies, in start order
         (starts are molecule-major: molecule 0's starts first).
     """
     if (
@@ -428,39 +471,71 @@ def generate_crystals(
             for k in ("params", "initial_energy", "final_energy", "steps", "converged")
         )
     )
-    kept = (opt.converged & (opt.final_energy < energy_threshold)).nonzero().squeeze(1)
+    # stage 3: Newton refinement of the converged optima at the stored cutoff
+    cand = opt.converged.nonzero().squeeze(1)
+    ref_params, ref_steps, ref_grad, stationary = [], [], [], []
+    for s in range(0, len(cand), batch_size):
+        rows = cand[s : s + batch_size]
+        ref = refine_crystals(opt.params[rows], mols, mol_index[rows], cutoff, grad_tol, refine_steps)
+        ref_params.append(ref.params.to(dtype))
+        ref_steps.append(ref.steps)
+        ref_grad.append(ref.check.grad_norm.to(dtype))
+        stationary.append(ref.check.stationary)
+    catl = lambda xs, like: torch.cat(xs) if xs else like
+    ref_params = catl(ref_params, opt.params[:0])
+    ref_steps = catl(ref_steps, opt.steps[:0])
+    ref_grad = catl(ref_grad, opt.final_energy[:0])
+    stationary = catl(stationary, opt.converged[:0])
+    cand_ev = evaluate(ref_params, mols, mol_index[cand], mol_volume, cutoff, batch_size)
+    cand_lj = cand_ev[1]
+    lj_max = math.inf if scaled_lj_max is None else lj_bound(scaled_lj_max)
+    passes = cand_lj < lj_max
+    extra = cand_lj < energy_threshold if energy_threshold is not None else torch.ones_like(passes)
+    keep_c = stationary & passes & extra
+    kept = cand[keep_c]
+    kept_params = ref_params[keep_c]
     n_kept = len(kept)
-    copies, parent_local = noisy_copies(opt.params[kept], n_noisy, noise_sigma, gen)
-    # interleave: optimum k, then its n_noisy copies
-    group = n_noisy + 1
-    rows = n_kept * group
-    is_opt = torch.zeros(rows, dtype=torch.bool, device=device)
-    is_opt[::group] = True
-    params = torch.empty(rows, 12, dtype=dtype, device=device)
-    params[is_opt] = opt.params[kept]
-    params[~is_opt] = copies
-    opt_rows = torch.arange(n_kept, device=device) * group
-    parent = torch.full((rows,), -1, dtype=torch.long, device=device)
-    parent[~is_opt] = opt_rows[parent_local]
-    mol_idx = torch.empty(rows, dtype=torch.long, device=device)
-    mol_idx[is_opt] = mol_index[kept]
-    mol_idx[~is_opt] = mol_index[kept][parent_local]
+    copies, parent_local = noisy_copies(kept_params, n_noisy, noise_sigma, gen)
+    draw = torch.arange(n_noisy, device=device).repeat(n_kept)
+    copy_ev = evaluate(copies, mols, mol_index[kept][parent_local], mol_volume, cutoff, batch_size)
+    copy_ok = copy_ev[1] < lj_max
+    copies, parent_local, draw = copies[copy_ok], parent_local[copy_ok], draw[copy_ok]
+    # rows: optimum k, then its kept copies (copies of one optimum are consecutive)
+    order_key = torch.cat((torch.arange(n_kept, device=device) * (n_noisy + 1),
+                           parent_local * (n_noisy + 1) + 1 + draw))
+    order = torch.argsort(order_key)
+    rows = len(order)
+    is_opt = torch.cat((torch.ones(n_kept, dtype=torch.bool, device=device),
+                        torch.zeros(len(copies), dtype=torch.bool, device=device)))[order]
+    params = torch.cat((kept_params, copies))[order]
+    cell, lj, bh, packing = (torch.cat((a[keep_c], b[copy_ok]))[order] for a, b in zip(cand_ev, copy_ev))
+    local = torch.cat((torch.arange(n_kept, device=device), parent_local))[order]  # optimum of each row
+    opt_rows = torch.full((n_kept,), -1, dtype=torch.long, device=device)
+    opt_rows[local[is_opt]] = is_opt.nonzero().squeeze(1)
+    parent = torch.where(is_opt, torch.full_like(local, -1), opt_rows[local])
+    copy_index = torch.cat((torch.full((n_kept,), -1, dtype=torch.long, device=device), draw))[order]
+    mol_idx = mol_index[kept][local]
     nan = torch.full((rows,), math.nan, dtype=dtype, device=device)
     opt_steps = torch.full((rows,), -1, dtype=torch.long, device=device)
     opt_steps[is_opt] = opt.steps[kept]
-    init_e, final_e = nan.clone(), nan.clone()
+    init_e, final_e, grad_n = nan.clone(), nan.clone(), nan.clone()
     init_e[is_opt] = opt.initial_energy[kept]
     final_e[is_opt] = opt.final_energy[kept]
+    grad_n[is_opt] = ref_grad[keep_c]
+    refine_n = torch.full((rows,), -1, dtype=torch.long, device=device)
+    refine_n[is_opt] = ref_steps[keep_c]
     conv = torch.zeros(rows, dtype=torch.bool, device=device)
     conv[is_opt] = opt.converged[kept]
-    cell, lj, bh, packing = evaluate(
-        params, mols, mol_idx, mol_volume, cutoff, batch_size
-    )
     stats = {
         "n_starts": len(mol_index),
         "n_converged": int(opt.converged.sum()),
+        "n_stationary": int(stationary.sum()),
+        "n_above_lj_max": int((stationary & ~passes).sum()),
+        "n_above_energy_threshold": int((stationary & passes & ~extra).sum()),
         "n_kept_optima": n_kept,
-        "n_noisy": n_kept * n_noisy,
+        "n_noisy_drawn": n_kept * n_noisy,
+        "n_noisy": len(copies),
+        "lj_max": lj_max,
     }
     return CrystalSet(
         params,
@@ -471,10 +546,13 @@ def generate_crystals(
         packing,
         is_opt,
         parent,
+        copy_index,
         opt_steps,
         init_e,
         final_e,
         conv,
+        grad_n,
+        refine_n,
         mol_volume,
         stats,
     )

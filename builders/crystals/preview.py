@@ -133,8 +133,9 @@ def release_table(release_path) -> dict[str, np.ndarray]:
     """Per-sample scalars of a p1-crystals release (all splits, meta only).
 
     Returns:
-        {"lj", "buckingham", "packing", "mace" (nan where absent): float64 arrays,
-        "is_optimum": bool array}, one entry per sample.
+        {"lj", "buckingham" (per molecule), "lj_mxtaltools", "buckingham_mxtaltools" (the
+        authors' convention), "packing", "grad_norm" (``opt_grad_norm``, of the optimum),
+        "mace" (nan where absent): float64 arrays, "is_optimum": bool array}, one entry per sample.
     """
     from ..encoding import decode_member
     from ..reader import read_manifest, release_shards
@@ -146,11 +147,15 @@ def release_table(release_path) -> dict[str, np.ndarray]:
         for shard in release_shards(release_path, split):
             for _, members in iter_tar_samples(shard):
                 meta = next(decode_member(s, d)[1] for s, d in members if s == "meta.json")
+                nan = float("nan")
                 rows.append((meta["lj_energy"], meta["buckingham_energy"], meta["packing_coefficient"],
-                             meta.get("mace_lattice_energy_ev", float("nan")), meta["is_optimum"]))
-    arr = np.array(rows, dtype=np.float64).reshape(-1, 5)
+                             meta.get("mace_lattice_energy_ev", nan), meta["is_optimum"],
+                             meta.get("lj_energy_mxtaltools", nan), meta.get("buckingham_energy_mxtaltools", nan),
+                             meta.get("opt_grad_norm", nan)))
+    arr = np.array(rows, dtype=np.float64).reshape(-1, 8)
     return {"lj": arr[:, 0], "buckingham": arr[:, 1], "packing": arr[:, 2], "mace": arr[:, 3],
-            "is_optimum": arr[:, 4].astype(bool)}
+            "is_optimum": arr[:, 4].astype(bool), "lj_mxtaltools": arr[:, 5], "buckingham_mxtaltools": arr[:, 6],
+            "grad_norm": arr[:, 7]}
 
 
 def _hist(ax, values, is_opt, label, clip_quantile=None):
