@@ -167,3 +167,14 @@ def test_forced_scf_failure_in_a_build_is_recorded_not_fatal(tmp_path, monkeypat
     assert manifest["failures"]["by_stage"] == {"rhf": 1}
     rec = json.loads((release_dir(tmp_path, "pubchem-hf-density") / "failures.jsonl").read_text())
     assert rec["input"] == "CO" and "converge" in rec["reason"]
+
+
+def test_card_code_runs(density_release):
+    """The render example of the generated card runs from the folder holding densegen/."""
+    from .test_docs import code_blocks, run_python, user_env
+
+    _, out, root = density_release
+    blocks = [code for lang, code, _ in code_blocks(out / "README.md") if lang == "python"]
+    assert any("render_density(sample" in code for code in blocks)
+    for n, code in enumerate(blocks):
+        run_python(code, root, user_env(root), f"density_card_{n}")

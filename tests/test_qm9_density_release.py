@@ -67,3 +67,14 @@ def test_rhf_energy_is_pyscf_on_the_qm9_geometry(qm9_density):
         energy = mf.kernel()
         assert s["meta"]["rhf_converged"]
         assert s["meta"]["rhf_energy_hartree"] == pytest.approx(energy, abs=1e-7), key
+
+
+def test_card_code_runs(qm9_density):
+    from .test_docs import code_blocks, run_python, user_env
+
+    _, out = qm9_density
+    root = out.parent.parent
+    blocks = [code for lang, code, _ in code_blocks(out / "README.md") if lang == "python"]
+    assert blocks
+    for n, code in enumerate(blocks):
+        run_python(code, root, user_env(root), f"qm9_density_card_{n}")

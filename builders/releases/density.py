@@ -175,7 +175,7 @@ class PubChemHFDensity(_DensityRelease):
         return self.finish(sample, params, timings)
 
     def card_body(self, manifest: dict) -> str:
-        return CARD_BODY.format(geometry="""1. Filters of paper 000: main-group elements up to Ba, at most 30 heavy atoms, neutral, no
+        return CARD_BODY.format(name=self.name, split=_first_split(manifest), geometry="""1. Filters of paper 000: main-group elements up to Ba, at most 30 heavy atoms, neutral, no
    atom with a formal charge (plus: one fragment, no radicals).
 2. 50 RDKit ETKDGv3 conformers (seeded by build seed and sample key), MMFF94-optimized.
 3. The 5 lowest distinct MMFF conformers re-optimized with MINDO3 (pyscf-semiempirical +
@@ -223,11 +223,16 @@ class QM9HFDensity(_DensityRelease):
         return {**super().meta_fields(), **{f"qm9_{t}": "float64" for t in TARGETS}, "qm9_index": "int64"}
 
     def card_body(self, manifest: dict) -> str:
-        return CARD_BODY.format(geometry="""1. The QM9 B3LYP/6-31G(2df,p) geometry from qm9pack (no conformer search; the
+        return CARD_BODY.format(name=self.name, split=_first_split(manifest), geometry="""1. The QM9 B3LYP/6-31G(2df,p) geometry from qm9pack (no conformer search; the
    conformer-search arrays are empty and `meta.geometry_source` is "input").
 2. RHF/STO-3G (pyscf) on it. `meta.qm9_<target>` hold the 12 QM9 labels in MoleculeNet units
    (mu D, alpha Bohr^3, homo/lumo/gap/zpve/u0/u298/h298/g298 Hartree, r2 Bohr^2, cv cal/(mol K)).
    The split is the project's identity-hash split, the same the qm9 benchmark task uses.""", notes="")
+
+
+def _first_split(manifest: dict) -> str:
+    """The first split with samples (where the card's example reads one); "train" if none."""
+    return next((s for s in ("train", "valid", "test") if manifest["splits"][s]["samples"]), "train")
 
 
 CARD_BODY = """## How it was built
@@ -244,9 +249,13 @@ scalars (SMILES, InChIKey, energies, HOMO/LUMO, convergence, method names) are i
 Render a grid (electrons/Bohr^3) from any sample, on its own frame or any other:
 
 ```python
+import torch
 from builders.density import render_density
+from builders.reader import iter_release
+sample = next(iter_release("densegen/{name}", "{split}"))         # from the folder holding densegen/
 rho = render_density(sample, shape=(128, 128, 128))          # numpy, float64
-rho_t = render_density(sample, shape=(64, 64, 64), backend="torch", device="cuda")
+device = "cuda" if torch.cuda.is_available() else "cpu"
+rho_t = render_density(sample, shape=(64, 64, 64), backend="torch", device=device)
 ```
 
 {notes}
