@@ -52,7 +52,8 @@ from .tario import iter_tar_samples, sha256_file, write_atomic, write_shard
 
 MANIFEST = "manifest.json"
 FAILURES = "failures.jsonl"
-FORMAT_VERSION = 1
+# 2: configs[*].fields (every sample's members), exact shard lists in the card's data_files
+FORMAT_VERSION = 2
 MAX_ATTEMPTS = 3  # tries of an input whose processing kills its worker (the first and 2 retries)
 MAX_SEED = 2**63 - 1
 # OS errors that say the machine, not the molecule, is in trouble: they stop the build (with
