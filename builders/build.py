@@ -264,6 +264,10 @@ def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, li
         raise BuildError(f"--seed must be an integer from 0 to 2^63-1, got {seed!r}")
     if limit is not None and limit < 0:
         raise BuildError(f"--limit must be >= 0, got {limit}")
+    if executor is None and workers < 1:
+        raise BuildError(f"--workers must be >= 1, got {workers}")
+    if unit_size is not None and unit_size < 1:
+        raise BuildError(f"--unit-size must be >= 1, got {unit_size}")
     lock = build_lock(root, spec.name)
     try:
         lock.acquire()
@@ -284,9 +288,7 @@ def _build_locked(spec, root, params, seed, limit, workers, keep_work, progress,
     inputs, rejected = spec.load_inputs(params)
     if limit is not None:
         inputs = inputs[:limit]
-    unit_size = int(unit_size or spec.unit_size)
-    if unit_size < 1:
-        raise BuildError(f"unit size must be >= 1, got {unit_size}")
+    unit_size = spec.unit_size if unit_size is None else int(unit_size)
     full_params = {"release": spec.name, "seed": seed, "limit": limit, "unit_size": unit_size,
                    "samples_per_shard": spec.samples_per_shard, **params}
     identity = {"params": full_params, "inputs_sha256": _inputs_digest(inputs), "builder_version": PACKAGE_VERSION}

@@ -219,12 +219,17 @@ def test_an_input_that_is_not_a_smiles_file_is_refused_at_once(tmp_path, kind):
     assert not (tmp_path / "root" / "densegen" / RELEASE / "manifest.json").exists()
 
 
-@pytest.mark.parametrize("seed", ["-1", "9223372036854775808"])
-def test_a_seed_out_of_range_is_refused(tmp_path, small_smiles_file, seed):
-    res = cli("build", RELEASE, "--input", small_smiles_file, "--root", tmp_path, "--seed", seed, "--quiet")
+@pytest.mark.parametrize("option, value, message", [
+    ("--seed", "-1", "--seed must be an integer from 0 to 2^63-1"),
+    ("--seed", "9223372036854775808", "--seed must be an integer from 0 to 2^63-1"),
+    ("--workers", "0", "--workers must be >= 1"),
+    ("--limit", "-5", "--limit must be >= 0"),
+    ("--unit-size", "0", "--unit-size must be >= 1")])
+def test_an_option_out_of_range_is_refused(tmp_path, small_smiles_file, option, value, message):
+    res = cli("build", RELEASE, "--input", small_smiles_file, "--root", tmp_path, option, value, "--quiet")
     lines = error_lines(res.stderr)
-    assert res.returncode == 2 and len(lines) == 1 and "--seed must be an integer from 0 to 2^63-1" in lines[0]
-    assert not release_dir(tmp_path, RELEASE).exists()
+    assert res.returncode == 2 and len(lines) == 1 and message in lines[0], res.stderr
+    assert not (release_dir(tmp_path, RELEASE) / "manifest.json").exists()
 
 
 def test_long_lines_and_look_alike_characters_are_recorded_not_built(tmp_path):
