@@ -40,8 +40,15 @@ def ensure_release(root, progress: bool = True) -> tuple[Path, dict | None]:
     from builders.build import build_release, release_dir
     from builders.registry import get_release
 
+    from builders.reader import read_manifest
+
     path = release_path(root)
     if (path / "manifest.json").is_file():
+        version = str(read_manifest(path).get("release_version", "0"))
+        if int(version.split(".")[0]) < 2:
+            raise ValueError(f"{path} is p1-crystals {version}, built from noised conformers with unfiltered copies; "
+                             f"the crystal-energy task needs p1-crystals >= 2.0.0: delete it (and a "
+                             f"random-conformers release older than 2.0.0 beside it) and run again to rebuild")
         return path, None
     print(f"crystal-energy: no {RELEASE} release under {root}; building a small one "
           f"({AUTO_CONFORMERS} random conformers, then crystals) ...", flush=True)

@@ -94,8 +94,9 @@ TASKS: dict[str, TaskSpec] = {
         runner="benchmarks.task_density:run",
     ),
     "crystal-energy": TaskSpec(
-        name="crystal-energy", version="1.0.0", input_kind="any", needs=("embed_posed",),
-        data="the p1-crystals release under <root>/densegen/ (train/valid fit the heads, test scores them); a small one is built first when missing",
+        name="crystal-energy", version="1.1.0", input_kind="any", needs=("embed_posed",),
+        data=("the p1-crystals release (>= 2.0.0: undistorted molecules, stationary optima, the authors' filter) "
+              "under <root>/densegen/ (train/valid fit the heads, test scores them); a small one is built first when missing"),
         split="the release's identity-hash split by parent molecule (builders.splits); the manifest's shard sha256s pin it",
         split_sha256=None,
         primary_metric="buckingham_mae", lower_is_better=True,
