@@ -1,5 +1,7 @@
-"""Results files: everything needed to trust a number (task + split hash, metrics per seed and
-aggregated, predictions file + sha256, model, parameters, hardware, time, versions, command)."""
+"""Results files: everything needed to trust a number (task + variant + split hash, metrics per
+seed and aggregated with their units, predictions file + sha256, model, parameters, hardware,
+time, versions, command). The schema lives here, next to the writer, which validates every
+document before writing it; the leaderboard checks submissions against the same schema."""
 from __future__ import annotations
 
 import datetime as _dt
@@ -14,7 +16,110 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEMA_VERSION = "densegen-results-1"
+SCHEMA_VERSION = "densegen-results-2"  # 2: task.variant and task.units
+
+SHA256_SCHEMA = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
+_FILE_NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[A-Za-z0-9_][A-Za-z0-9._-]*\.npz$"}
+
+RESULTS_SCHEMA = {
+    "$schema": "https://json-schema.org/draft/2020-12/schema",
+    "$id": "https://densegen.invalid/schema/" + SCHEMA_VERSION,
+    "title": "densegen benchmark results file",
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["schema_version", "task", "release", "model", "protocol", "metrics", "predictions",
+                 "environment", "wall_time_s", "command", "created"],
+    "properties": {
+        "schema_version": {"const": SCHEMA_VERSION},
+        "task": {
+            "type": "object", "additionalProperties": False,
+            "required": ["name", "version", "variant", "split_sha256", "primary_metric", "lower_is_better", "units"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 64},
+                "version": {"type": "string", "pattern": r"^[0-9]+\.[0-9]+\.[0-9]+$"},
+                "variant": {"anyOf": [{"type": "null"}, {"type": "string", "pattern": "^[a-z0-9][a-z0-9-]{0,31}$"}]},
+                "split_sha256": {"anyOf": [SHA256_SCHEMA, {"type": "null"}]},
+                "primary_metric": {"type": "string", "minLength": 1, "maxLength": 100},
+                "lower_is_better": {"type": "boolean"},
+                "units": {"type": "object", "maxProperties": 1000,
+                          "additionalProperties": {"type": "string", "maxLength": 200}},
+            },
+        },
+        "release": {"anyOf": [{"type": "null"}, {"type": "object"}]},
+        "model": {
+            "type": "object", "additionalProperties": False, "required": ["name", "import", "parameters"],
+            "properties": {
+                "name": {"type": "string", "minLength": 1, "maxLength": 100},
+                "import": {"type": "string", "minLength": 1, "maxLength": 300},
+                "parameters": {"type": "integer", "minimum": 0},
+            },
+        },
+        "protocol": {"type": "object", "required": ["quick"], "properties": {"quick": {"type": "boolean"}}},
+        "metrics": {
+            "type": "object", "additionalProperties": False, "required": ["per_seed", "aggregate"],
+            "properties": {
+                "per_seed": {
+                    "type": "array", "minItems": 1, "maxItems": 1000,
+                    "items": {"type": "object", "required": ["seed"],
+                              "properties": {"seed": {"type": "integer", "minimum": 0}},
+                              "additionalProperties": {"$ref": "#/$defs/number_tree"}},
+                },
+                "aggregate": {"type": "object", "minProperties": 1,
+                              "additionalProperties": {"$ref": "#/$defs/aggregate_tree"}},
+            },
+        },
+        "predictions": {
+            "type": "object", "additionalProperties": False, "required": ["file", "sha256", "bytes"],
+            "properties": {"file": _FILE_NAME, "sha256": SHA256_SCHEMA, "bytes": {"type": "integer", "minimum": 0}},
+        },
+        "environment": {
+            "type": "object", "required": ["hardware", "packages", "python"],
+            "properties": {
+                "hardware": {"type": "object"},
+                "packages": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
+                "python": {"type": "string"},
+            },
+        },
+        "wall_time_s": {"type": "number", "minimum": 0},
+        "command": {"type": "string", "maxLength": 10000},
+        "created": {"type": "string",
+                    "pattern": r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(\.[0-9]+)?(Z|[+-][0-9]{2}:[0-9]{2})$"},
+    },
+    "$defs": {
+        "number_tree": {"type": ["number", "null", "array", "object"], "items": {"$ref": "#/$defs/number_tree"},
+                        "additionalProperties": {"$ref": "#/$defs/number_tree"}},
+        "stat": {"type": "object", "additionalProperties": False, "required": ["mean", "std"],
+                 "properties": {"mean": {"type": ["number", "null"]}, "std": {"type": ["number", "null"], "minimum": 0}}},
+        "aggregate_tree": {"type": "object", "if": {"required": ["mean"]}, "then": {"$ref": "#/$defs/stat"},
+                           "else": {"minProperties": 1, "additionalProperties": {"$ref": "#/$defs/aggregate_tree"}}},
+    },
+}
+
+
+
+class ResultsError(ValueError):
+    """A results document does not match :data:`RESULTS_SCHEMA`; the message names the JSON path."""
+
+
+def schema_error(doc):
+    """The most relevant schema violation of ``doc`` (a ``jsonschema.ValidationError``), or None."""
+    import jsonschema
+    from jsonschema.exceptions import best_match
+
+    return best_match(jsonschema.Draft202012Validator(RESULTS_SCHEMA).iter_errors(doc))
+
+
+def validate_results(doc) -> None:
+    """Check a results document against :data:`RESULTS_SCHEMA` (the writer calls this before
+    writing; the leaderboard turns the same check into refusal codes).
+
+    Raises:
+        ResultsError: naming the JSON path of the first violation.
+    """
+    error = schema_error(doc)
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path) or "(top level)"
+        raise ResultsError(f"results document does not match {SCHEMA_VERSION} at {where}: {error.message}")
 
 
 def hardware() -> dict:
@@ -56,25 +161,32 @@ def npz_bytes(arrays: dict) -> bytes:
     return buf.getvalue()
 
 
-def write_results(out_dir: Path, task, model_name: str, model_target: str, n_params: int, protocol: dict,
-                  per_seed: list[dict], aggregate: dict, predictions: dict, wall_time_s: float,
-                  release: dict | None = None) -> Path:
-    """Write ``<out_dir>/<task>-<model>.json`` and its predictions ``.npz``; returns the JSON path."""
+def write_results(out_dir: Path, task, variant: str | None, model_name: str, model_target: str, n_params: int,
+                  run: dict, wall_time_s: float) -> Path:
+    """Write ``<out_dir>/<task>[-<variant>]-<model>.json`` and its predictions ``.npz``; the
+    document is validated against :data:`RESULTS_SCHEMA` first (nothing is written if it fails).
+
+    Args:
+        task: the :class:`benchmarks.task.Task`.
+        variant: its data variant (None for tasks without).
+        run: what ``task.run`` returned (protocol, per_seed, aggregate, predictions, release).
+    Returns:
+        the JSON path.
+    Raises:
+        ResultsError: when the document would not match the schema.
+    """
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     safe_model = "".join(c if c.isalnum() or c in "-_" else "-" for c in model_name)
-    stem = f"{task.name}-{safe_model}"
-    pred_bytes = npz_bytes(predictions)
+    stem = f"{task.name}-{variant}-{safe_model}" if variant else f"{task.name}-{safe_model}"
+    pred_bytes = npz_bytes(run["predictions"])
     pred_path = out_dir / f"{stem}.predictions.npz"
-    pred_path.write_bytes(pred_bytes)
     doc = {
         "schema_version": SCHEMA_VERSION,
-        "task": {"name": task.name, "version": task.version, "split_sha256": task.split_sha256,
-                 "primary_metric": task.primary_metric, "lower_is_better": task.lower_is_better},
-        "release": release,
+        "task": task.record(variant),
+        "release": run.get("release"),
         "model": {"name": model_name, "import": model_target, "parameters": int(n_params)},
-        "protocol": protocol,
-        "metrics": {"per_seed": per_seed, "aggregate": aggregate},
+        "protocol": run["protocol"],
+        "metrics": {"per_seed": run["per_seed"], "aggregate": run["aggregate"]},
         "predictions": {"file": pred_path.name, "sha256": hashlib.sha256(pred_bytes).hexdigest(),
                         "bytes": len(pred_bytes)},
         "environment": {"hardware": hardware(), "packages": package_versions(), "python": platform.python_version()},
@@ -82,6 +194,10 @@ def write_results(out_dir: Path, task, model_name: str, model_target: str, n_par
         "command": " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.run", *sys.argv[1:]]),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    text = json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n"
+    validate_results(json.loads(text))
+    out_dir.mkdir(parents=True, exist_ok=True)
+    pred_path.write_bytes(pred_bytes)
     path = out_dir / f"{stem}.json"
-    path.write_text(json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n")
+    path.write_text(text)
     return path

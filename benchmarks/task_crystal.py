@@ -19,6 +19,7 @@ from tqdm import tqdm
 
 from .heads import HEADS, fit_heads
 from .metrics.regression import mae, pearson_r
+from .task import Metric, Task, aggregate_seeds
 
 RELEASE = "p1-crystals"
 LADDER = ("none", "volume", "inertia")
@@ -110,13 +111,12 @@ def crystal_metrics(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> di
     return out
 
 
-def run(model, seeds: int = 3, quick: bool = False, head: str = "paper002", progress: bool = True, root=".",
-        model_name: str = "model", **_) -> dict:
+def run(model, data_root, seeds: int = 3, quick: bool = False, head: str = "paper002", progress: bool = True) -> dict:
     """Run the ladder (none, volume, inertia, the model) on the p1-crystals release."""
     from benchmarks.protocol import load_model
     from builders.reader import read_manifest
 
-    path, built = ensure_release(root, progress)
+    path, built = ensure_release(data_root, progress)
     manifest = read_manifest(path)
     limits = QUICK_MAX if quick else {"train": None, "valid": None, "test": None}
     data = {s: load_split(path, s, limits[s]) for s in ("train", "valid", "test")}
@@ -153,37 +153,15 @@ def run(model, seeds: int = 3, quick: bool = False, head: str = "paper002", prog
         "release": {"name": RELEASE, "version": manifest["release_version"],
                     "shards_sha256": sorted(sh["sha256"] for sh in manifest["shards"])},
         "per_seed": per_seed,
-        "aggregate": aggregate_seeds(per_seed),
         "predictions": {"keys": np.array([x["__key__"] for x in data["test"][0]]), "energies": np.array(names),
                         **{f"y_pred_{rung}": np.stack(p) for rung, p in preds.items()}},
     }
 
 
-def aggregate_seeds(per_seed: list[dict]) -> dict:
-    """Mean/std over seeds of each rung's MAE and Pearson R per energy; primary metric
-    ``buckingham_mae`` = the model rung's Buckingham MAE."""
-    rungs = [k for k in per_seed[0] if k != "seed"]
-    out = {}
-    for rung in rungs:
-        out[rung] = {}
-        for energy in per_seed[0][rung]:
-            out[rung][energy] = {}
-            for metric in ("mae", "pearson_r"):
-                v = [s[rung][energy][metric] for s in per_seed]
-                out[rung][energy][metric] = ({"mean": None, "std": None} if any(x is None for x in v)
-                                             else {"mean": float(np.mean(v)), "std": float(np.std(v))})
-    model = out.get("model", {})
-    if "buckingham_energy" in model:
-        out["buckingham_mae"] = model["buckingham_energy"]["mae"]
-    return out
-
-
-def score_predictions(predictions: dict, quick: bool) -> list[dict]:
-    """Recompute per-seed metrics from a predictions file against the release's own labels
-    (the p1-crystals release under ``$DENSEGEN_ROOT``, default the current folder)."""
-    import os
-
-    path = release_path(os.environ.get("DENSEGEN_ROOT", "."))
+def score_predictions(predictions: dict, data_root, quick: bool) -> list[dict]:
+    """Recompute per-seed metrics from a predictions file against the labels of the
+    p1-crystals release under ``data_root``."""
+    path = release_path(data_root)
     samples, truth, names = load_split(path, "test", QUICK_MAX["test"] if quick else None)
     keys = np.asarray(predictions["keys"]).astype(str)
     if keys.shape != (len(samples),) or list(keys) != [s["__key__"] for s in samples]:
@@ -196,3 +174,58 @@ def score_predictions(predictions: dict, quick: bool) -> list[dict]:
     if len(n_seeds) != 1 or any(v.shape[1:] != truth.shape for v in y.values()):
         raise ValueError(f"y_pred_* must all have shape (seeds, {truth.shape[0]}, {truth.shape[1]})")
     return [{"seed": s, **{r: crystal_metrics(y[r][s], truth, names) for r in rungs}} for s in range(n_seeds.pop())]
+
+
+RUNGS = (*LADDER, "model")
+
+
+class CrystalEnergyTask(Task):
+    """Lattice energies of P1 crystals from [embedding, 12 cell parameters] (module docstring)."""
+
+    name = "crystal-energy"
+    version = "1.1.0"
+    input_kind = "any"
+    needs = ("embed_posed",)
+    data = ("the p1-crystals release (>= 2.0.0: undistorted molecules, stationary optima, the authors' filter) "
+            "under <data root>/densegen/ (train/valid fit the heads, test scores them); a small one is built first "
+            "when missing")
+    split = "the release's identity-hash split by parent molecule (builders.splits); the manifest's shard sha256s pin it"
+    split_sha256 = None
+    primary_metric = "buckingham_mae"
+    lower_is_better = True
+    min_seeds_leaderboard = 3
+    default_seeds = 3
+    protocol = ("[embedding of the molecule posed in the cell frame (model.embed_posed), 12 cell parameters] -> "
+                "standardization -> one MLP head per energy (paper 002's 4-layer head) -> test MAE and Pearson R")
+    quick = "at most 2,000 train / 500 valid / 500 test crystals, 30 epochs"
+
+    def metrics(self) -> dict[str, Metric]:
+        units = {"lj_energy": "LJ units (eps = 1) per molecule", "buckingham_energy": "Buckingham units per molecule",
+                 "mace_lattice_energy_ev": "eV per molecule"}
+        out = {}
+        for rung in RUNGS:
+            for energy in ENERGIES:
+                out[f"{rung}/{energy}/mae"] = Metric(f"{rung}/{energy}/mae", units[energy], True,
+                                                     f"test MAE of {energy} from the {rung} rung")
+                out[f"{rung}/{energy}/pearson_r"] = Metric(f"{rung}/{energy}/pearson_r", "dimensionless", False,
+                                                           f"test Pearson R of {energy} from the {rung} rung")
+        out["buckingham_mae"] = Metric("buckingham_mae", units["buckingham_energy"], True,
+                                       "= model/buckingham_energy/mae (the primary metric)")
+        return out
+
+    def aggregate(self, per_seed: list[dict]) -> dict:
+        out = aggregate_seeds(per_seed, [k for k in self.metrics() if k != "buckingham_mae"])
+        if "buckingham_energy" in out.get("model", {}):
+            out["buckingham_mae"] = out["model"]["buckingham_energy"]["mae"]
+        return out
+
+    def run(self, model, data_root, *, variant=None, seeds=None, quick=False, progress=True, head=None, **_):
+        self.check_variant(variant)
+        out = run(model, data_root, seeds=seeds or self.default_seeds, quick=quick, head=head or "paper002",
+                  progress=progress)
+        out["aggregate"] = self.aggregate(out["per_seed"])
+        return out
+
+    def score(self, predictions, data_root, *, variant=None, quick=False):
+        self.check_variant(variant)
+        return score_predictions(predictions, data_root, quick)

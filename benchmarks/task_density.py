@@ -2,9 +2,9 @@
 pubchem-hf-density (or qm9-hf-density) and score them against the benchmark's own references.
 
 Data. The test split (the project's identity-hash split, ``builders.splits``) of the release
-under ``<root>/densegen/<release>``, in release (shard) order; the release is
-pubchem-hf-density unless ``run(release=...)`` or env ``DENSEGEN_DENSITY_RELEASE`` says
-qm9-hf-density. ``--quick`` takes the first :data:`QUICK_SIZE` test samples. When the release
+of the data variant (:data:`VARIANTS`: ``pubchem`` -> pubchem-hf-density, ``qm9`` ->
+qm9-hf-density) under ``<data root>/densegen/<release>``, in release (shard) order; the
+variant and the data root are arguments. ``--quick`` takes the first :data:`QUICK_SIZE` test samples. When the release
 is missing, a small one is built first (one line says so; see :func:`auto_build`): for
 pubchem-hf-density the first 6 embedded PubChem SMILES whose InChIKey is in the test split and
 that have <= 5 heavy atoms, with 3 ETKDG conformers instead of the paper's 50 (speed: ~40 s on
@@ -41,8 +41,8 @@ Metrics (per sample, then the mean over samples; ``benchmarks.metrics``), for bo
   degree 3, coef0 1, gamma 1/dim, rng seed 2020 (``benchmarks.metrics.fidelity``). Between the
   set of references and the set of reconstructions; needs >= 2 samples; features on the CPU.
 * ``lpips``: unweighted VGG16 LPIPS on 3 central slices (``benchmarks.metrics.lpips``) when
-  VGG16 weights are at a local path (``DENSEGEN_VGG16_WEIGHTS``); otherwise ``null`` and the
-  skip message in the protocol.
+  a local VGG16 weights file is given (``--lpips-weights``); otherwise ``null`` and the skip
+  message in the protocol.
 
 Physical metrics, raw density only: ``nmae`` = sum|rho_hat - rho| / sum rho (a fraction; the
 primary metric, lower is better); ``electron_count_error`` = |N(rho_hat) - N(rho)| electrons on
@@ -51,11 +51,11 @@ molecule's true electron count (includes the grid's own quadrature and box error
 also reported as ``reference_electron_count_error`` for scale); ``dipole_error_debye`` =
 |mu(rho_hat) - mu(rho)| with mu from the grid density and the nuclear charges (Debye).
 
-Predictions file (npz, no pickle): ``keys`` (B,) str sample keys in task order; ``release``
-() str; ``grid_shapes`` (B, 3) int64; ``grid_values`` (sum of prod(shape),) float16: the
+Predictions file (npz, no pickle): ``keys`` (B,) str sample keys in task order;
+``grid_shapes`` (B, 3) int64; ``grid_values`` (sum of prod(shape),) float16: the
 reconstructions, flattened in C order and concatenated (full task: 4 MiB per 128^3 sample).
-:func:`score_predictions` re-renders the references and recomputes every metric from it; the
-release is looked up under ``root`` (default env ``DENSEGEN_ROOT``, else the working folder).
+:func:`score_predictions` re-renders the references of the variant the results record under
+the data root it is given and recomputes every metric from them.
 The metrics are deterministic: 1 seed (``--seeds`` is ignored). KID is the unbiased estimator:
 it can be slightly negative, and for identical sets it is ~0 only relative to its std.
 """
@@ -73,10 +73,9 @@ from tqdm import tqdm
 
 from builders.build import release_dir
 
-RELEASES = ("pubchem-hf-density", "qm9-hf-density")
-DEFAULT_RELEASE = "pubchem-hf-density"
-RELEASE_ENV = "DENSEGEN_DENSITY_RELEASE"
-ROOT_ENV = "DENSEGEN_ROOT"
+from .task import Metric, Task, finite_or_none
+
+VARIANTS = {"pubchem": "pubchem-hf-density", "qm9": "qm9-hf-density"}  # data variant -> release
 QUICK_SIZE = 8
 QUICK_SHAPE = (32, 32, 32)
 BATCH_SIZE = 4
@@ -107,19 +106,6 @@ def metric_names() -> tuple[str, ...]:
 
 
 # --------------------------------------------------------------------------- data
-def choose_release(release: str | None = None) -> str:
-    """The release to evaluate: ``release``, else env ``DENSEGEN_DENSITY_RELEASE``, else
-    pubchem-hf-density.
-
-    Raises:
-        ValueError: for a release this task does not know.
-    """
-    name = release or os.environ.get(RELEASE_ENV) or DEFAULT_RELEASE
-    if name not in RELEASES:
-        raise ValueError(f"density-reconstruction runs on {', '.join(RELEASES)}, not {name!r}")
-    return name
-
-
 def auto_build_smiles(n: int = AUTO_BUILD["n_molecules"], max_heavy_atoms: int = AUTO_BUILD["max_heavy_atoms"]):
     """The first ``n`` embedded PubChem molecules (file order) whose InChIKey is in the test split
     and that have at most ``max_heavy_atoms`` heavy atoms; list of (input key, SMILES)."""
@@ -330,10 +316,12 @@ def fidelity(real: list[np.ndarray], fake: list[np.ndarray], extractor: str, tra
             "kid_std": float(out["kernel_inception_distance_std"])}
 
 
-def _lpips(real: list[np.ndarray], fake: list[np.ndarray], transform: str):
+def _lpips(real: list[np.ndarray], fake: list[np.ndarray], transform: str, vgg16_weights):
     """Mean slice LPIPS over the set (chunks of LPIPS_CHUNK same-shape pairs); None when skipped."""
     from benchmarks.metrics.lpips import lpips_slices
 
+    if not vgg16_weights:
+        return None
     total, n = 0.0, 0
     for a in range(0, len(real), LPIPS_CHUNK):
         rs, fs = real[a:a + LPIPS_CHUNK], fake[a:a + LPIPS_CHUNK]
@@ -342,7 +330,8 @@ def _lpips(real: list[np.ndarray], fake: list[np.ndarray], transform: str):
             groups.setdefault(r.shape, []).append((r, f))
         for pairs in groups.values():
             res = lpips_slices(np.stack([p[0] for p in pairs]).astype(np.float64),
-                               np.stack([p[1] for p in pairs]).astype(np.float64), transform=transform)
+                               np.stack([p[1] for p in pairs]).astype(np.float64), transform=transform,
+                               vgg16_weights_path=vgg16_weights)
             if res.skipped:
                 return None
             total += res.value * len(pairs)
@@ -350,22 +339,18 @@ def _lpips(real: list[np.ndarray], fake: list[np.ndarray], transform: str):
     return total / n
 
 
-def lpips_status() -> dict:
-    """Whether LPIPS runs here: {"skipped": bool, "message": str}."""
-    from benchmarks.metrics.lpips import ENV_VAR, SKIP_MESSAGE, VARIANT
+def lpips_status(vgg16_weights) -> dict:
+    """Whether LPIPS runs: {"skipped": bool, "message": str} for the given local VGG16 weights
+    file (None: not given)."""
+    from benchmarks.metrics.lpips import SKIP_MESSAGE, VARIANT
 
-    path = os.environ.get(ENV_VAR)
-    if not path or not os.path.isfile(path):
+    if not vgg16_weights or not os.path.isfile(vgg16_weights):
         return {"skipped": True, "message": SKIP_MESSAGE}
-    return {"skipped": False, "message": f"{VARIANT} on 3 central slices, weights {path}"}
-
-
-def _finite_or_none(x: float):
-    return float(x) if math.isfinite(x) else None
+    return {"skipped": False, "message": f"{VARIANT} on 3 central slices, weights {vgg16_weights}"}
 
 
 def score_grids(references: list[np.ndarray], predictions: list[np.ndarray], frames: list[tuple],
-                atoms: list[tuple], n_electrons: list[int], progress: bool = False) -> dict:
+                atoms: list[tuple], n_electrons: list[int], progress: bool = False, vgg16_weights=None) -> dict:
     """Every metric of the task for paired grid lists.
 
     Args:
@@ -396,14 +381,14 @@ def score_grids(references: list[np.ndarray], predictions: list[np.ndarray], fra
         per["electron_count_error_vs_true"].append(abs(n_pred - n_el))
         per["reference_electron_count_error"].append(abs(n_ref - n_el))
         per["dipole_error_debye"].append(dm.dipole_error(p, r, origin, axes, z, pos))
-    out = {k: _finite_or_none(float(np.mean(v))) for k, v in per.items()}
+    out = {k: finite_or_none(float(np.mean(v))) for k, v in per.items()}
     for t in TRANSFORMS:
         for tag, extractor in EXTRACTOR_TAGS.items():
             fk = fidelity(references, predictions, extractor, t)
-            out[f"fid_{tag}_{t}"] = _finite_or_none(fk["fid"])
-            out[f"kid_{tag}_{t}"] = _finite_or_none(fk["kid_mean"])
-            out[f"kid_std_{tag}_{t}"] = _finite_or_none(fk["kid_std"])
-        out[f"lpips_{t}"] = _lpips(references, predictions, t)
+            out[f"fid_{tag}_{t}"] = finite_or_none(fk["fid"])
+            out[f"kid_{tag}_{t}"] = finite_or_none(fk["kid_mean"])
+            out[f"kid_std_{tag}_{t}"] = finite_or_none(fk["kid_std"])
+        out[f"lpips_{t}"] = _lpips(references, predictions, t, vgg16_weights)
     return {k: out[k] for k in metric_names()}
 
 
@@ -412,21 +397,21 @@ def _sample_atoms(s: dict) -> tuple[np.ndarray, np.ndarray]:
 
 
 # --------------------------------------------------------------------------- runner
-def run(model, seeds: int = 1, quick: bool = False, progress: bool = True, root: Path | str = ".",
-        release: str | None = None, **_) -> dict:
+def run(model, data_root: Path, variant: str, quick: bool = False, progress: bool = True,
+        vgg16_weights=None) -> dict:
     """Run the density-reconstruction task with ``model.reconstruct``.
 
     Args:
         model: has ``reconstruct(batch) -> list of (X, Y, Z) grids`` (see the module docstring).
-        seeds: ignored: the metrics are deterministic, one seed (0) is reported.
+        data_root: folder holding ``densegen/<release>`` (built small first when missing).
+        variant: ``"pubchem"`` or ``"qm9"`` (:data:`VARIANTS`).
         quick: the first QUICK_SIZE test samples on QUICK_SHAPE grids.
-        root: folder holding ``densegen/<release>`` (built small first when missing).
-        release: pubchem-hf-density (default) or qm9-hf-density (see :func:`choose_release`).
+        vgg16_weights: local VGG16 weights file for LPIPS (None: LPIPS is null).
     Returns:
-        {"protocol", "per_seed", "aggregate", "predictions", "release"} for ``write_results``.
+        {"protocol", "per_seed", "predictions", "release"}; the metrics are deterministic (one seed, 0).
     """
-    root = Path(root)
-    release = choose_release(release)
+    root = Path(data_root)
+    release = VARIANTS[variant]
     built = ensure_release(root, release, progress)
     samples = read_test_samples(root, release, quick)
     refs, preds, frames = [], [], []
@@ -447,11 +432,10 @@ def run(model, seeds: int = 1, quick: bool = False, progress: bool = True, root:
         bar.update(len(batch))
     bar.close()
     metrics = score_grids(refs, preds, frames, [_sample_atoms(s) for s in samples],
-                          [int(s["n_electrons"]) for s in samples], progress=progress)
+                          [int(s["n_electrons"]) for s in samples], progress=progress, vgg16_weights=vgg16_weights)
     per_seed = [{"seed": 0, **metrics, "n_samples": len(samples)}]
     predictions = {
         "keys": np.array([s["__key__"] for s in samples]),
-        "release": np.array(release),
         "grid_shapes": np.array([p.shape for p in preds], np.int64),
         "grid_values": np.concatenate([p.ravel() for p in preds]),
     }
@@ -459,7 +443,7 @@ def run(model, seeds: int = 1, quick: bool = False, progress: bool = True, root:
 
     shapes = sorted({p.shape for p in preds})
     protocol = {
-        "quick": quick, "seeds": [0], "release": release, "n_samples": len(samples),
+        "quick": quick, "seeds": [0], "variant": variant, "release": release, "n_samples": len(samples),
         "samples": f"the test split of {release} in release order" + (f", first {QUICK_SIZE}" if quick else ""),
         "grid": {"shape": list(QUICK_SHAPE) if quick else "each sample's own grid_shape (seed frame, 128^3)",
                  "shapes_seen": [list(s) for s in shapes],
@@ -478,45 +462,31 @@ def run(model, seeds: int = 1, quick: bool = False, progress: bool = True, root:
         "fid_kid": {"extractors": dict(EXTRACTOR_TAGS), "between": "reference set vs reconstruction set",
                     "kid": {**KID, "subset_size": "min(1000, feature vectors per set)", "kernel": "poly",
                             "gamma": "1/dim"}, "library": "torch-fidelity"},
-        "lpips": lpips_status(),
+        "lpips": lpips_status(vgg16_weights),
         "physical": {"nmae": "sum|pred - ref| / sum ref (raw)", "electron_count": "sum(rho) |det(axes)| electrons",
                      "electron_count_error_vs_true": "vs meta n_electrons",
                      "dipole": "nuclei (Z, Bohr) minus grid electrons, Debye (1 e Bohr = 2.541746473 D)"},
         "primary_metric": PRIMARY,
         "auto_build": built,
-        "predictions": "keys (B,) str, release () str, grid_shapes (B, 3) int64, grid_values float16 flat C-order",
+        "predictions": "keys (B,) str, grid_shapes (B, 3) int64, grid_values float16 flat C-order",
     }
-    return {"protocol": protocol, "per_seed": per_seed, "aggregate": aggregate_seeds(per_seed),
-            "predictions": predictions, "release": release_info(root, release)}
+    return {"protocol": protocol, "per_seed": per_seed, "predictions": predictions,
+            "release": release_info(root, release)}
 
 
-def aggregate_seeds(per_seed: list[dict]) -> dict:
-    """mean and std (ddof=0) over seeds of every metric; null where a metric is null."""
-    out = {}
-    for k in metric_names():
-        vals = [s[k] for s in per_seed]
-        if any(v is None for v in vals):
-            out[k] = {"mean": None, "std": None}
-        else:
-            v = np.asarray(vals, np.float64)
-            out[k] = {"mean": float(v.mean()), "std": float(v.std())}
-    return out
-
-
-def score_predictions(predictions: dict, quick: bool, root: Path | str | None = None) -> list[dict]:
+def score_predictions(predictions: dict, data_root: Path, variant: str, quick: bool, vgg16_weights=None) -> list[dict]:
     """Recompute every metric from a predictions file against re-rendered references.
 
     Args:
         predictions: the arrays of the predictions .npz (see the module docstring).
+        data_root: folder holding ``densegen/<release>`` of the variant.
+        variant: the data variant the predictions were made on.
         quick: whether they come from a ``--quick`` run.
-        root: folder holding ``densegen/<release>``; default env ``DENSEGEN_ROOT``, else ".".
     Raises:
         ValueError: when the predictions do not cover the task's samples in order, or a shape or
         size is off.
     """
-    root = Path(root if root is not None else os.environ.get(ROOT_ENV, "."))
-    release = choose_release(str(np.asarray(predictions["release"])))
-    samples = read_test_samples(root, release, quick)
+    samples = read_test_samples(Path(data_root), VARIANTS[variant], quick)
     keys = [str(k) for k in np.asarray(predictions["keys"]).ravel()]
     if keys != [s["__key__"] for s in samples]:
         raise ValueError(f"predictions cover {len(keys)} samples, the task has {len(samples)} (or another order)")
@@ -539,5 +509,62 @@ def score_predictions(predictions: dict, quick: bool, root: Path | str | None = 
         frames.append((origin, axes))
         start += n
     metrics = score_grids(refs, preds, frames, [_sample_atoms(s) for s in samples],
-                          [int(s["n_electrons"]) for s in samples])
+                          [int(s["n_electrons"]) for s in samples], vgg16_weights=vgg16_weights)
     return [{"seed": 0, **metrics, "n_samples": len(samples)}]
+
+
+_UNITS = {"ssim": "dimensionless", "ms_ssim": "dimensionless", "psnr": "dB", "mae": "electrons/Bohr^3 (raw) or "
+          "log(1 + electrons/Bohr^3) (log1p)", "fid": "dimensionless (feature space)",
+          "kid": "dimensionless (feature space)", "kid_std": "dimensionless (feature space)",
+          "lpips": "dimensionless"}
+_HIGHER = {"ssim", "ms_ssim", "psnr"}
+
+
+class DensityTask(Task):
+    """Reconstruct electron-density grids of a fixed test set and score them (module docstring)."""
+
+    name = "density-reconstruction"
+    version = "1.0.0"
+    input_kind = "density"
+    needs = ("reconstruct",)
+    data = ("variant pubchem: the test split of pubchem-hf-density; variant qm9: the test split of qm9-hf-density; "
+            "under <data root>/densegen/ (a small one is built first when missing)")
+    split = "the release's identity-hash split (builders.splits, test part); the manifest's shard sha256s pin it"
+    split_sha256 = None
+    primary_metric = PRIMARY
+    lower_is_better = True
+    min_seeds_leaderboard = 1
+    default_seeds = 1
+    protocol = ("render each test sample's density (e/Bohr^3, builders.density.render_density) on its own frame, "
+                "rounded to float16 -> model.reconstruct -> metrics on the float16 reconstruction "
+                "(details in benchmarks/task_density.py)")
+    quick = f"the first {QUICK_SIZE} test samples on {QUICK_SHAPE[0]}^3 grids over the same box"
+    variants = tuple(VARIANTS)
+
+    def metrics(self) -> dict[str, Metric]:
+        out = {}
+        for name in metric_names():
+            base = name
+            for t in TRANSFORMS:
+                base = base.removesuffix(f"_{t}")
+            for tag in EXTRACTOR_TAGS:
+                base = base.removesuffix(f"_{tag}")
+            if name == "nmae":
+                out[name] = Metric(name, "fraction", True, "sum|rho_hat - rho| / sum rho per sample, mean over samples")
+            elif name.startswith(("electron_count", "reference_electron")):
+                out[name] = Metric(name, "electrons", True, "see benchmarks/task_density.py")
+            elif name == "dipole_error_debye":
+                out[name] = Metric(name, "Debye", True, "|mu(rho_hat) - mu(rho)| from grid electrons and nuclei")
+            else:
+                out[name] = Metric(name, _UNITS.get(base, "dimensionless"), base not in _HIGHER,
+                                   "see benchmarks/task_density.py")
+        return out
+
+    def run(self, model, data_root, *, variant=None, seeds=None, quick=False, progress=True, vgg16_weights=None, **_):
+        variant = self.check_variant(variant)
+        out = run(model, data_root, variant, quick=quick, progress=progress, vgg16_weights=vgg16_weights)
+        out["aggregate"] = self.aggregate(out["per_seed"])
+        return out
+
+    def score(self, predictions, data_root, *, variant=None, quick=False, vgg16_weights=None):
+        return score_predictions(predictions, data_root, self.check_variant(variant), quick, vgg16_weights)

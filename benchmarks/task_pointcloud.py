@@ -8,7 +8,8 @@ from tqdm import tqdm
 
 from .metrics.pointcloud import match_molecule, summarize
 from .qm9 import load_qm9, molecule
-from .task_qm9 import split_rows
+from .task import Metric, Task, finite_or_none
+from .task_qm9 import SPLIT_SHA256, split_rows
 
 TYPE_INDEX = {1: 0, 6: 1, 7: 2, 8: 3, 9: 4}
 QUICK_SIZE = 500
@@ -40,7 +41,7 @@ def score_components(data: dict, rows: np.ndarray, comps: list[dict]) -> dict:
     return summarize(matches)
 
 
-def run(model, seeds: int = 1, quick: bool = False, progress: bool = True, batch_size: int = 128, **_) -> dict:
+def run(model, quick: bool = False, progress: bool = True, batch_size: int = 128) -> dict:
     """Reconstruct the hold-out with ``model.reconstruct``; metrics are deterministic (1 seed)."""
     data = load_qm9(progress=progress)
     rows = split_rows(data, quick=False)["test"]
@@ -65,21 +66,7 @@ def run(model, seeds: int = 1, quick: bool = False, progress: bool = True, batch
     return {"protocol": {"quick": quick, "n_molecules": int(len(rows)), "seeds": [0],
                          "matching": {"cutoff": 0.5, "weight_tolerance": 0.25, "type_scale": 2.0, "mode": "mean_xyz"},
                          "hydrogens": True},
-            "per_seed": per_seed, "aggregate": aggregate_seeds(per_seed), "predictions": predictions}
-
-
-def _finite_or_none(x):
-    return None if x is None or not np.isfinite(x) else float(x)
-
-
-def aggregate_seeds(per_seed: list[dict]) -> dict:
-    """mean/std over seeds of every metric (None when a seed has none, e.g. no atom matched)."""
-    out = {}
-    for k in METRICS:
-        v = [s[k] for s in per_seed]
-        out[k] = ({"mean": None, "std": None} if any(x is None for x in v)
-                  else {"mean": float(np.mean(v)), "std": float(np.std(v))})
-    return out
+            "per_seed": per_seed, "predictions": predictions, "release": None}
 
 
 def score_predictions(predictions: dict, quick: bool) -> list[dict]:
@@ -100,5 +87,48 @@ def score_predictions(predictions: dict, quick: bool) -> list[dict]:
     comps = [{"positions": pos[a:b], "type_probs": probs[a:b], "weights": w[a:b]} for a, b in zip(off[:-1], off[1:])]
     m = score_components(data, rows, comps)
     # a deviation mean is undefined (None in the results) when no atom / molecule matched
-    return [{"seed": 0, **{k: _finite_or_none(m[k]) for k in METRICS}, "n_atoms": m["n_atoms"],
+    return [{"seed": 0, **{k: finite_or_none(m[k]) for k in METRICS}, "n_atoms": m["n_atoms"],
              "n_molecules": m["n_molecules"]}]
+
+
+class PointCloudTask(Task):
+    """Reconstruct the QM9 hold-out point clouds and match them to the input atoms."""
+
+    name = "pointcloud-reconstruction"
+    version = "1.0.0"
+    input_kind = "pointcloud"
+    needs = ("reconstruct",)
+    data = ("qm9pack==1.0.3: the QM9 evaluation hold-out = molecules of the qm9 task's test split (13,215), "
+            "optimized geometries with H")
+    split = "benchmarks/splits/qm9-split-v1.txt.gz (test part)"
+    split_sha256 = SPLIT_SHA256
+    primary_metric = "atomwise_mean_deviation"
+    lower_is_better = True
+    min_seeds_leaderboard = 1
+    default_seeds = 1
+    protocol = ("model.reconstruct -> Gaussian-mixture components; per atom, components within 0.5 in the joint "
+                "space (xyz + type one-hot x 2) are pooled by weight; matched if |pooled weight - 1| < 0.25; "
+                "deviation = |atom - weight-averaged pooled position| (Angstrom)")
+    quick = "the first 500 hold-out molecules by gdb index"
+
+    def metrics(self) -> dict[str, Metric]:
+        return {
+            "atomwise_mean_deviation": Metric("atomwise_mean_deviation", "Angstrom", True,
+                                              "mean over matched atoms of |atom - pooled component position|"),
+            "molwise_mean_deviation": Metric("molwise_mean_deviation", "Angstrom", True,
+                                             "mean over fully matched molecules of their mean atom deviation"),
+            "atomwise_matched_fraction": Metric("atomwise_matched_fraction", "dimensionless", False,
+                                                "fraction of all hold-out atoms matched"),
+            "molwise_matched_fraction": Metric("molwise_matched_fraction", "dimensionless", False,
+                                               "fraction of hold-out molecules with every atom matched"),
+        }
+
+    def run(self, model, data_root, *, variant=None, seeds=None, quick=False, progress=True, **_):
+        self.check_variant(variant)
+        out = run(model, quick=quick, progress=progress)
+        out["aggregate"] = self.aggregate(out["per_seed"])
+        return out
+
+    def score(self, predictions, data_root, *, variant=None, quick=False):
+        self.check_variant(variant)
+        return score_predictions(predictions, quick)

@@ -5,8 +5,10 @@ import numpy as np
 from tqdm import tqdm
 
 from .heads import HEADS, fit_heads
-from .qm9 import TARGETS, load_qm9, molecule, read_split_file
-from .tasks import get_task
+from .qm9 import TARGET_UNITS, TARGETS, load_qm9, molecule, read_split_file
+from .task import Metric, Task
+
+SPLIT_SHA256 = "9bc5593b0ba9711525ef31d0c76724627e94637ef588f76910becbead9bdb809"  # qm9-split-v1.txt.gz content
 
 QUICK_SIZES = {"train": 2000, "valid": 500, "test": 500}
 QUICK_EPOCHS = 30
@@ -19,10 +21,9 @@ def split_rows(data: dict, quick: bool) -> dict:
     Raises:
         ValueError: if the split file's hash differs from the task table's.
     """
-    task = get_task("qm9")
     split, digest = read_split_file()
-    if digest != task.split_sha256:
-        raise ValueError(f"QM9 split file sha256 {digest} differs from the task table's {task.split_sha256}")
+    if digest != SPLIT_SHA256:
+        raise ValueError(f"QM9 split file sha256 {digest} differs from the pinned {SPLIT_SHA256}")
     row_of = {int(g): i for i, g in enumerate(data["index"])}
     rows = {k: np.array([row_of[int(g)] for g in v], np.int64) for k, v in split.items()}
     if quick:
@@ -48,17 +49,6 @@ def qm9_metrics(pred: np.ndarray, truth: np.ndarray, train_std: np.ndarray) -> d
     mae = np.abs(pred - truth).mean(0)
     return {"mae": {t: float(m) for t, m in zip(TARGETS, mae)}, "avg_mae": float(mae.mean()),
             "avg_mae_over_std": float((mae / train_std).mean())}
-
-
-def aggregate_seeds(per_seed: list[dict]) -> dict:
-    """mean and std (population, ddof=0; 0 for one seed) across seeds of every metric."""
-    def ms(values):
-        v = np.asarray(values, np.float64)
-        return {"mean": float(v.mean()), "std": float(v.std())}
-
-    return {"mae": {t: ms([s["mae"][t] for s in per_seed]) for t in TARGETS},
-            "avg_mae": ms([s["avg_mae"] for s in per_seed]),
-            "avg_mae_over_std": ms([s["avg_mae_over_std"] for s in per_seed])}
 
 
 DENSITY_RELEASE = "qm9-hf-density"
@@ -101,20 +91,19 @@ def _embed_batch(model, batch):
     return {int(s["meta"]["qm9_index"]): e for s, e in zip(batch, emb)}
 
 
-def run(model, seeds: int = 3, quick: bool = False, head: str = "paper000", progress: bool = True,
-        root=".", **_) -> dict:
+def run(model, data_root, seeds: int = 3, quick: bool = False, head: str = "paper000", progress: bool = True) -> dict:
     """Run the qm9 task; returns protocol, per-seed metrics, aggregate and predictions.
 
     Point-cloud (and descriptor) models embed the QM9 geometries. Density models
     (``input_kind == "density"``) embed the samples of the qm9-hf-density release under
-    ``root``: the task then runs on the QM9 molecules that release holds (in their task split),
-    and the results say so (``protocol.subset``)."""
+    ``data_root``: the task then runs on the QM9 molecules that release holds (in their task
+    split), and the results say so (``protocol.subset``)."""
     data = load_qm9(progress=progress)
     rows = split_rows(data, quick)
     train_std = data["targets"][rows["train"]].std(0)  # of the task's train split (before any subset)
     subset = getattr(model, "input_kind", "any") == "density"
     if subset:
-        by_index = embed_density_release(model, root, progress=progress)
+        by_index = embed_density_release(model, data_root, progress=progress)
         rows = {k: v[np.isin(data["index"][v], np.fromiter(by_index, np.int64))] for k, v in rows.items()}
         if min(len(v) for v in rows.values()) == 0:
             raise ValueError(f"the {DENSITY_RELEASE} release holds no molecules of some split: "
@@ -123,6 +112,8 @@ def run(model, seeds: int = 3, quick: bool = False, head: str = "paper000", prog
     else:
         emb = {k: embed_rows(model, data, v, progress=progress, desc=f"embed {k}") for k, v in rows.items()}
     y = {k: data["targets"][v] for k, v in rows.items()}
+    if head not in HEADS:
+        raise ValueError(f"unknown head {head!r}; heads: {sorted(HEADS)}")
     cfg = HEADS[head]
     if quick:
         from dataclasses import replace
@@ -141,9 +132,9 @@ def run(model, seeds: int = 3, quick: bool = False, head: str = "paper000", prog
                      "n": {k: int(len(v)) for k, v in rows.items()}, "embedding_dim": int(emb["train"].shape[1]),
                      "targets": list(TARGETS), "loss": "L1 on standardized targets"},
         "per_seed": per_seed,
-        "aggregate": aggregate_seeds(per_seed),
         "predictions": {"gdb_index": data["index"][rows["test"]], "y_pred": np.stack(preds),
                         "targets": np.array(TARGETS)},
+        "release": None,
     }
 
 
@@ -167,3 +158,43 @@ def score_predictions(predictions: dict, quick: bool, subset: bool = False) -> l
     truth = data["targets"][rows["test"]]
     train_std = data["targets"][rows["train"]].std(0)
     return [{"seed": s, **qm9_metrics(y_pred[s], truth, train_std)} for s in range(len(y_pred))]
+
+
+class QM9Task(Task):
+    """The 12 QM9 targets from a frozen embedding (see the module docstring)."""
+
+    name = "qm9"
+    version = "1.0.0"
+    input_kind = "any"
+    needs = ("embed",)
+    data = "qm9pack==1.0.3 (130,831 molecules)"
+    split = ("benchmarks/splits/qm9-split-v1.txt.gz: the project's identity-hash split (80/10/10) of the "
+             "InChIKey of each QM9 SMILES")
+    split_sha256 = SPLIT_SHA256
+    primary_metric = "avg_mae"
+    lower_is_better = True
+    min_seeds_leaderboard = 5
+    default_seeds = 3
+    protocol = ("frozen embedding: model.embed -> standardization (train mean/std) -> one MLP head per target "
+                "(L1 loss on standardized targets, Adam 1e-3, early stopping on validation MAE), several seeds")
+    quick = "2,000 train / 500 valid / 500 test molecules (the first of each split by gdb index), 30 epochs"
+
+    def metrics(self) -> dict[str, Metric]:
+        out = {f"mae/{t}": Metric(f"mae/{t}", TARGET_UNITS[t], True, f"mean |prediction - label| of {t} over the test split")
+               for t in TARGETS}
+        out["avg_mae"] = Metric("avg_mae", "mixed (target units)", True,
+                                "plain average of the 12 per-target MAEs in their own units (the seeds' table convention)")
+        out["avg_mae_over_std"] = Metric("avg_mae_over_std", "dimensionless", True,
+                                         "average over targets of MAE / std of the target on the train split")
+        return out
+
+    def run(self, model, data_root, *, variant=None, seeds=None, quick=False, progress=True, head=None, **_):
+        self.check_variant(variant)
+        out = run(model, data_root, seeds=seeds or self.default_seeds, quick=quick, head=head or "paper000",
+                  progress=progress)
+        out["aggregate"] = self.aggregate(out["per_seed"])
+        return out
+
+    def score(self, predictions, data_root, *, variant=None, quick=False, subset: bool = False):
+        self.check_variant(variant)
+        return score_predictions(predictions, quick, subset=subset)

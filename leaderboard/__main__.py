@@ -11,7 +11,6 @@ Exit status: 0 success, 1 rejected / invalid / out of date, 2 usage error.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -45,9 +44,9 @@ def main(argv=None) -> int:
     common.add_argument("--board", type=Path, default=DEFAULT_ROOT,
                         help="leaderboard folder holding entries/, README.md, site/ (default: %(default)s)")
     scoring = argparse.ArgumentParser(add_help=False)
-    scoring.add_argument("--data-root", type=Path, default=None,
-                         help="folder holding densegen/<release> for tasks scored against a release "
-                              "(sets DENSEGEN_ROOT for the task's scorer; default: its own default)")
+    scoring.add_argument("--data-root", type=Path, default=Path("."),
+                         help="folder holding densegen/<release> and the data tasks build on first use, "
+                              "for rescoring (default: the current folder)")
     s = sub.add_parser("submit", parents=[common, scoring], help="check a results file and add it to the board")
     s.add_argument("results", type=Path, help="the results JSON written by python -m benchmarks.run")
     s.add_argument("--predictions", type=Path, default=None,
@@ -61,14 +60,12 @@ def main(argv=None) -> int:
     r.add_argument("--check", action="store_true", help="only check that the files are up to date")
     args = ap.parse_args(argv)
     board = Board(args.board)
-    if getattr(args, "data_root", None) is not None:
-        os.environ["DENSEGEN_ROOT"] = str(args.data_root.resolve())
 
     if args.command == "submit":
         from .submit import submit
 
         try:
-            path = submit(args.results, args.predictions, board, args.code_url)
+            path = submit(args.results, args.predictions, board, args.code_url, args.data_root)
         except Rejected as err:
             print(f"REJECTED {args.results}: {err}", file=sys.stderr)
             return 1
@@ -80,7 +77,7 @@ def main(argv=None) -> int:
         from .validate import validate
 
         board, paths = _validate_targets(board, args.paths)
-        report = validate(board, paths, do_rescore=not args.no_rescore)
+        report = validate(board, paths, do_rescore=not args.no_rescore, data_root=args.data_root)
         bad = 0
         for path, status in report:
             ok = status == "OK"

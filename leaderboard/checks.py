@@ -2,18 +2,18 @@
 the current task table (task, version, split hash, primary metric), no quick runs, enough
 seeds, and every metric recomputed from the predictions by the task's own scorer.
 
-The scorer is looked up from the task table (``runner = "module:run"``): the runner module's
-``score_predictions(predictions, quick) -> list[dict]`` and ``aggregate_seeds(per_seed) -> dict``.
+Rescoring goes through the task object of the task table (``task.score`` and
+``task.aggregate``), the same code the runner uses, with no per-task special cases.
 """
 from __future__ import annotations
 
-import importlib
 import math
 import numbers
 import re
 import unicodedata
 
-from benchmarks.tasks import TASKS, TaskSpec
+from benchmarks.task import Task
+from benchmarks.tasks import TASKS, get_task
 
 from .errors import Rejected
 
@@ -60,16 +60,17 @@ def check_code_url(url) -> None:
                                        "without spaces, control characters, quotes or angle brackets")
 
 
-def check_task(doc: dict) -> TaskSpec:
+def check_task(doc: dict) -> Task:
     """The task of a (schema-valid) results document, checked against the current task table.
 
     Raises:
-        Rejected: ``unknown-task``, ``task-version``, ``split-hash`` or ``task-definition``.
+        Rejected: ``unknown-task``, ``task-version``, ``split-hash``, ``task-definition`` or
+        ``unknown-variant``.
     """
     t = doc["task"]
-    task = TASKS.get(t["name"])
-    if task is None:
+    if t["name"] not in TASKS:
         raise Rejected("unknown-task", f"unknown task {t['name']!r}; the task table has {', '.join(sorted(TASKS))}")
+    task = get_task(t["name"])
     if t["version"] != task.version:
         raise Rejected("task-version", f"task {task.name!r} version {t['version']} is not the current "
                                        f"{task.version}; rerun benchmarks.run with the current code")
@@ -80,10 +81,15 @@ def check_task(doc: dict) -> TaskSpec:
         raise Rejected("task-definition", f"primary metric {t['primary_metric']!r} (lower_is_better="
                                           f"{t['lower_is_better']}) differs from the task table's "
                                           f"{task.primary_metric!r} ({task.lower_is_better})")
+    try:
+        if task.check_variant(t["variant"]) != t["variant"]:
+            raise ValueError(f"task {task.name!r} needs its variant named (one of {', '.join(task.variants)})")
+    except ValueError as err:
+        raise Rejected("unknown-variant", str(err)) from None
     return task
 
 
-def check_document(doc: dict) -> TaskSpec:
+def check_document(doc: dict) -> Task:
     """Every check on a schema-valid results document that needs no predictions: names, task
     table, quick flag, seed count and seed ids, primary metric present. Returns the task.
 
@@ -115,12 +121,6 @@ def check_document(doc: dict) -> TaskSpec:
     return task
 
 
-def scorer(task: TaskSpec):
-    """(score_predictions, aggregate_seeds) of the task's runner module, from the task table."""
-    module = importlib.import_module(task.runner.partition(":")[0])
-    return module.score_predictions, module.aggregate_seeds
-
-
 def _compare(sub, ref, path: str, exact_keys: bool, out: list) -> None:
     if isinstance(ref, dict):
         if not isinstance(sub, dict):
@@ -148,24 +148,25 @@ def _compare(sub, ref, path: str, exact_keys: bool, out: list) -> None:
         out.append(f"{path}: submitted {sub!r}, recomputed {ref!r}")
 
 
-def rescore(task: TaskSpec, doc: dict, predictions: dict) -> None:
+def rescore(task: Task, doc: dict, predictions: dict, data_root=".") -> None:
     """Recompute every per-seed metric and the aggregate from the predictions with the task's
-    own scorer (full task, against the benchmark's labels) and compare with the document.
+    own scorer (``task.score``: full task, the variant the document names, against the
+    benchmark's labels under ``data_root``) and compare with the document.
 
     Per seed, every recomputed metric must be present and equal (relative tolerance 1e-9);
     extra per-seed keys (e.g. training epochs) are allowed. The aggregate must equal
-    ``aggregate_seeds(recomputed)`` key for key.
+    ``task.aggregate(recomputed)`` key for key.
 
     Raises:
         Rejected: ``predictions-invalid`` (the scorer refuses the arrays, e.g. wrong length) or
         ``metric-mismatch`` (listing the first differences).
     """
-    score, aggregate = scorer(task)
-    # a qm9 run of a density model covers the molecules of a partial qm9-hf-density release
-    options = {"subset": True} if (doc.get("protocol") or {}).get("subset") else {}
+    options = {}
+    if task.name == "qm9" and (doc.get("protocol") or {}).get("subset"):
+        options["subset"] = True  # a density model's run on a partial qm9-hf-density release
     try:
-        per_seed = score(predictions, False, **options)
-    except (ValueError, KeyError, IndexError, TypeError, OverflowError) as err:
+        per_seed = task.score(predictions, data_root, variant=doc["task"]["variant"], quick=False, **options)
+    except (ValueError, KeyError, IndexError, TypeError, OverflowError, FileNotFoundError) as err:
         raise Rejected("predictions-invalid", f"the predictions do not fit task {task.name!r}: "
                                               f"{type(err).__name__}: {err}") from None
     submitted = doc["metrics"]["per_seed"]
@@ -176,7 +177,7 @@ def rescore(task: TaskSpec, doc: dict, predictions: dict) -> None:
     for i, (sub, ref) in enumerate(zip(submitted, per_seed)):
         ref = {k: v for k, v in ref.items() if k != "seed"}
         _compare(sub, ref, f"per_seed[{i}]", False, diffs)
-    _compare(doc["metrics"]["aggregate"], aggregate(per_seed), "aggregate", True, diffs)
+    _compare(doc["metrics"]["aggregate"], task.aggregate(per_seed), "aggregate", True, diffs)
     if diffs:
         more = f" (and {len(diffs) - 5} more)" if len(diffs) > 5 else ""
         raise Rejected("metric-mismatch", "metrics differ from those recomputed from the predictions "

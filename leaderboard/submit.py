@@ -41,13 +41,14 @@ def _write_new(path: Path, data: bytes) -> None:
 
 
 def submit(results_path: Path, predictions_path: Path | None = None, board: Board = Board(),
-           code_url: str | None = None) -> Path:
+           code_url: str | None = None, data_root: Path | str = ".") -> Path:
     """Check a results file and add it to the board.
 
     Args:
         results_path: the ``<task>-<model>.json`` that ``benchmarks.run`` wrote.
         predictions_path: its predictions ``.npz``; default: the file named in the results,
             next to them.
+        data_root: where the task's data is (built on first use), for rescoring.
         board: the leaderboard to add to.
         code_url: an https link to the model's code (shown on the board), or None.
 
@@ -71,7 +72,7 @@ def submit(results_path: Path, predictions_path: Path | None = None, board: Boar
             raise Rejected("duplicate", reason)
     data = read_capped(Path(predictions_path), PREDICTIONS_MAX_BYTES, "predictions file")
     arrays = check_predictions(candidate, data, "predictions file")
-    rescore(task, doc, arrays)
+    rescore(task, doc, arrays, data_root)
     entry = make_entry(doc, sha256_hex(data), len(data), code_url)
     check_entry_schema(entry)
     folder = board.task_dir(task.name)

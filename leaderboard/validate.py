@@ -81,7 +81,7 @@ def check_predictions(entry: dict, data: bytes, what: str) -> dict:
     return load_npz_safe(data, what)
 
 
-def check_entry(path: Path, others: list[dict], do_rescore: bool = True) -> dict:
+def check_entry(path: Path, others: list[dict], do_rescore: bool = True, data_root: Path | str = ".") -> dict:
     """All checks on one stored entry; ``others`` are the other entries of its task. Returns it.
 
     Raises:
@@ -99,7 +99,7 @@ def check_entry(path: Path, others: list[dict], do_rescore: bool = True) -> dict
     data = read_capped(pred_path, PREDICTIONS_MAX_BYTES, "predictions file")
     arrays = check_predictions(entry, data, f"predictions file {pred_path.name}")
     if do_rescore:
-        rescore(task, entry["results"], arrays)
+        rescore(task, entry["results"], arrays, data_root)
     return entry
 
 
@@ -128,7 +128,8 @@ def _stray_files(board: Board) -> list[tuple[Path, Rejected]]:
     return out
 
 
-def validate(board: Board, paths: list[Path] | None = None, do_rescore: bool = True) -> list[tuple[Path, str]]:
+def validate(board: Board, paths: list[Path] | None = None, do_rescore: bool = True,
+             data_root: Path | str = ".") -> list[tuple[Path, str]]:
     """Check entries of ``board`` (all of them, or only ``paths``, compared with the rest).
 
     Returns:
@@ -153,7 +154,7 @@ def validate(board: Board, paths: list[Path] | None = None, do_rescore: bool = T
     for p in chosen:
         try:
             task_name = p.parent.name
-            e = check_entry(p, accepted.get(task_name, []), do_rescore)
+            e = check_entry(p, accepted.get(task_name, []), do_rescore, data_root)
             accepted.setdefault(e["task"], []).append(e)
             report.append((p, "OK"))
         except Rejected as err:

@@ -20,9 +20,11 @@ def crystal_root(small_release):
     return root
 
 
-def test_ladder_quick_run_and_rescoring(crystal_root, tmp_path, monkeypatch):
+def test_ladder_quick_run_and_rescoring(crystal_root, tmp_path):
     from benchmarks.run import main
-    from benchmarks.task_crystal import score_predictions
+    from benchmarks.tasks import get_task
+
+    task = get_task("crystal-energy")
 
     out = tmp_path / "results"
     assert main(["--model", "inertia", "--task", "crystal-energy", "--quick", "--seeds", "2",
@@ -40,13 +42,14 @@ def test_ladder_quick_run_and_rescoring(crystal_root, tmp_path, monkeypatch):
     assert agg["buckingham_mae"] == agg["model"]["buckingham_energy"]["mae"]
     with np.load(out / doc["predictions"]["file"], allow_pickle=False) as f:
         preds = {k: f[k] for k in f.files}
-    monkeypatch.setenv("DENSEGEN_ROOT", str(crystal_root))
-    rescored = score_predictions(preds, quick=True)
+    rescored = task.score(preds, crystal_root, quick=True)
     for a, b in zip(rescored, doc["metrics"]["per_seed"]):
         assert a["volume"]["buckingham_energy"]["mae"] == pytest.approx(b["volume"]["buckingham_energy"]["mae"], rel=1e-12)
+    assert task.aggregate(rescored) == doc["metrics"]["aggregate"]
+    assert doc["task"]["units"]["buckingham_mae"] == "Buckingham units per molecule"
     bad = dict(preds, keys=preds["keys"][::-1])
     with pytest.raises(ValueError, match="another order"):
-        score_predictions(bad, quick=True)
+        task.score(bad, crystal_root, quick=True)
 
 
 def test_posed_sample_rotates_the_standard_frame_into_the_cell(crystal_root):

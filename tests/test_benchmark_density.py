@@ -47,7 +47,7 @@ def tiny_root(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def identity_result(tiny_root, fast_kid):
-    return td.run(Identity(), quick=True, root=tiny_root, progress=False)
+    return td.DensityTask().run(Identity(), tiny_root, variant="pubchem", quick=True, progress=False)
 
 
 @pytest.fixture(scope="module")
@@ -64,11 +64,11 @@ def runner_out(tiny_root, fast_kid, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def blur_results(tiny_root, fast_kid, runner_out):
-    doc = json.loads((runner_out / "density-reconstruction-blur.json").read_text())
+    doc = json.loads((runner_out / "density-reconstruction-pubchem-blur.json").read_text())
     res = {1.0: doc["metrics"]["per_seed"][0]}
     for s in SIGMAS:
         if s != 1.0:
-            res[s] = td.run(Blur(sigma=s), quick=True, root=tiny_root, progress=False)["per_seed"][0]
+            res[s] = td.run(Blur(sigma=s), tiny_root, "pubchem", quick=True, progress=False)["per_seed"][0]
     return res
 
 
@@ -97,7 +97,7 @@ def test_identity_is_perfect(identity_result):
     assert proto["grid"]["shapes_seen"] == [list(td.QUICK_SHAPE)]
     assert proto["ms_ssim"]["scales"] == {"32x32x32": 3}
     if proto["lpips"]["skipped"]:
-        assert m["lpips_raw"] is None and "DENSEGEN_VGG16_WEIGHTS" in proto["lpips"]["message"]
+        assert m["lpips_raw"] is None and m["lpips_log1p"] is None
 
 
 def test_model_gets_float16_reference(tiny_root, fast_kid):
@@ -108,7 +108,7 @@ def test_model_gets_float16_reference(tiny_root, fast_kid):
             seen.extend(batch)
             return super().reconstruct(batch)
 
-    td.run(Spy(), quick=True, root=tiny_root, progress=False)
+    td.run(Spy(), tiny_root, "pubchem", quick=True, progress=False)
     assert len(seen) == len(TINY)
     stored = td.read_test_samples(tiny_root, "pubchem-hf-density", quick=True)
     for s, own in zip(seen, stored):
@@ -142,25 +142,26 @@ def test_blur_worse_with_sigma_on_every_metric(identity_result, blur_results):
 
 def test_runner_results_rescore(tiny_root, fast_kid, runner_out):
     out = runner_out
-    doc = json.loads((out / "density-reconstruction-blur.json").read_text())
+    doc = json.loads((out / "density-reconstruction-pubchem-blur.json").read_text())
     assert doc["task"]["primary_metric"] == "nmae" and doc["protocol"]["quick"] is True
     assert doc["release"]["name"] == "pubchem-hf-density" and doc["release"]["test_samples"] == len(TINY)
     with np.load(out / doc["predictions"]["file"], allow_pickle=False) as z:
         preds = {k: z[k] for k in z.files}
     assert preds["grid_values"].dtype == np.float16
     assert preds["grid_shapes"].tolist() == [list(td.QUICK_SHAPE)] * len(TINY)
-    rescored = td.score_predictions(preds, quick=True, root=tiny_root)
+    rescored = td.score_predictions(preds, tiny_root, "pubchem", quick=True)
     assert rescored == doc["metrics"]["per_seed"]
-    assert td.aggregate_seeds(rescored) == doc["metrics"]["aggregate"]
+    assert td.DensityTask().aggregate(rescored) == doc["metrics"]["aggregate"]
+    assert doc["task"]["variant"] == "pubchem" and doc["task"]["units"]["dipole_error_debye"] == "Debye"
     assert doc["metrics"]["per_seed"][0]["nmae"] > 0
 
     # the scorer refuses predictions for other samples or in another order
     swapped = dict(preds, keys=preds["keys"][::-1])
     with pytest.raises(ValueError, match="another order"):
-        td.score_predictions(swapped, quick=True, root=tiny_root)
+        td.score_predictions(swapped, tiny_root, "pubchem", quick=True)
     short = dict(preds, grid_values=preds["grid_values"][:-1])
     with pytest.raises(ValueError, match="grid values"):
-        td.score_predictions(short, quick=True, root=tiny_root)
+        td.score_predictions(short, tiny_root, "pubchem", quick=True)
 
 
 def test_auto_build_line_when_release_missing(tiny_root, fast_kid, tmp_path, monkeypatch, capsys):
@@ -172,7 +173,7 @@ def test_auto_build_line_when_release_missing(tiny_root, fast_kid, tmp_path, mon
         return {"release": release, "selection": "test copy"}
 
     monkeypatch.setattr(td, "auto_build", tiny_build)
-    res = td.run(Identity(), quick=True, root=tmp_path, progress=False)
+    res = td.run(Identity(), tmp_path, "pubchem", quick=True, progress=False)
     line = capsys.readouterr().out
     assert "no pubchem-hf-density release" in line and "building a small one first" in line
     assert built == ["pubchem-hf-density"] and res["protocol"]["auto_build"]["selection"] == "test copy"
@@ -220,9 +221,9 @@ def test_bad_reconstructions_rejected(tiny_root, bad, match):
             return [bad(np.asarray(s["grid"], np.float64)) for s in batch]
 
     with pytest.raises(ValueError, match=match):
-        td.run(Bad(), quick=True, root=tiny_root, progress=False)
+        td.run(Bad(), tiny_root, "pubchem", quick=True, progress=False)
 
 
-def test_unknown_release_rejected():
-    with pytest.raises(ValueError, match="qm9-hf-density"):
-        td.choose_release("random-conformers")
+def test_unknown_variant_rejected():
+    with pytest.raises(ValueError, match="variants pubchem, qm9, not 'random-conformers'"):
+        td.DensityTask().check_variant("random-conformers")

@@ -77,7 +77,6 @@ def test_split_file_is_byte_stable_and_no_inchikey_in_two_splits(qm9):
 
 def test_quick_run_with_a_user_model_and_results_file(tmp_path, monkeypatch):
     from benchmarks.run import main
-    from benchmarks.task_qm9 import score_predictions
 
     pkg = tmp_path / "usermodels"
     pkg.mkdir()
@@ -103,7 +102,7 @@ def test_quick_run_with_a_user_model_and_results_file(tmp_path, monkeypatch):
     assert hashlib.sha256(pred_path.read_bytes()).hexdigest() == doc["predictions"]["sha256"]
     with np.load(pred_path, allow_pickle=False) as f:
         preds = {k: f[k] for k in f.files}
-    rescored = score_predictions(preds, quick=True)
+    rescored = get_task("qm9").score(preds, ".", quick=True)
     for a, b in zip(rescored, doc["metrics"]["per_seed"]):
         assert a["avg_mae"] == pytest.approx(b["avg_mae"], rel=1e-12)
     # atom counts carry real signal: on the extensive u0 the heads must beat predicting the

@@ -2,7 +2,6 @@
 no external resources, --check), from entries built directly (render does not re-score)."""
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import re
@@ -10,11 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.tasks import TASKS
+from benchmarks.results import SCHEMA_VERSION
+from benchmarks.tasks import get_task
 from leaderboard.__main__ import main as lb_main
 from leaderboard.board import DEFAULT_ROOT, PREDICTIONS_SUFFIX, Board, entry_stem, make_entry
 from leaderboard.errors import Rejected
-from leaderboard.render import render, render_html, render_markdown, task_rows
+from leaderboard.render import render, render_html, render_markdown, section_title, sections, task_rows
 from leaderboard.schema import check_entry_schema
 
 TASK = "pointcloud-reconstruction"
@@ -25,15 +25,14 @@ REPORTED = json.loads((Path(__file__).resolve().parents[1] / "benchmarks" / "ref
 def results_doc(model: str, mean: float, std: float = 0.0, task: str = TASK, seeds: int = 1,
                 params: int = 1000, created: str = "2026-11-20T10:00:00+00:00", gpu: str | None = None) -> dict:
     """A schema-valid results document (as benchmarks.run writes) with the given primary metric."""
-    spec = TASKS[task]
+    spec = get_task(task)
     per_seed = [{"seed": s, spec.primary_metric: mean} for s in range(seeds)]
     hardware = {"machine": "x86_64", "cpus": 2, "system": "Linux", "cpu": "AMD EPYC"}
     if gpu:
         hardware["gpu"] = gpu
     return {
-        "schema_version": "densegen-results-1",
-        "task": {"name": task, "version": spec.version, "split_sha256": spec.split_sha256,
-                 "primary_metric": spec.primary_metric, "lower_is_better": spec.lower_is_better},
+        "schema_version": SCHEMA_VERSION,
+        "task": spec.record(spec.check_variant(None)),
         "release": None,
         "model": {"name": model, "import": "my.models:Model", "parameters": params},
         "protocol": {"quick": False},
@@ -130,9 +129,10 @@ def test_empty_board_and_committed_files_are_current(tmp_path):
     b = Board(tmp_path / "empty")
     render(b)
     readme = b.readme.read_text()
-    for name in TASKS:
-        assert f"## {name} (task version {TASKS[name].version})" in readme
-    assert readme.count("*no entries yet*") == len(TASKS)
+    for _, task, variant in sections():
+        assert f"## {section_title(task, variant)} (task version {task.version})" in readme
+    assert readme.count("*no entries yet*") == len(sections())
+    assert "## density-reconstruction, variant qm9 " in readme  # variants are ranked separately
     assert render(b, check=True) == []
     # the repository's own README.md and site/index.html must match what render writes
     assert render(Board(DEFAULT_ROOT), check=True) == [], "run: python -m leaderboard render"
@@ -153,7 +153,7 @@ def test_check_detects_stale_output_and_tampered_entries(board, capsys):
 
 
 def test_higher_is_better_ranks_descending(board):
-    task = dataclasses.replace(TASKS[TASK], lower_is_better=False)
+    task = type("HigherIsBetter", (type(get_task(TASK)),), {"lower_is_better": False})()
     entries = [json.loads(p.read_text()) for p in board.entry_files() if p.parent.name == TASK]
     assert [r.model for r in task_rows(task, entries)] == ["blur-0.3", "blur-0.2", "mo3enet"]
     assert render_markdown({}) and render_html({})  # renders without any entries at all

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from benchmarks import run as bench_run
-from benchmarks.tasks import TASKS
+from benchmarks.tasks import get_task
 from leaderboard.__main__ import main as lb_main
 from leaderboard.board import Board, content_hash, entry_stem
 from leaderboard.checks import check_document
@@ -231,9 +231,7 @@ def test_repeated_json_key(honest, tmp_path):
 def test_too_few_seeds(honest, tmp_path):
     """A qm9 result with one seed (the task needs 5)."""
     path, doc, _ = copy_submission(honest, tmp_path / "sub")
-    qm9 = TASKS["qm9"]
-    doc["task"] = {"name": "qm9", "version": qm9.version, "split_sha256": qm9.split_sha256,
-                   "primary_metric": "avg_mae", "lower_is_better": True}
+    doc["task"] = get_task("qm9").record(None)
     doc["metrics"] = {"per_seed": [{"seed": 0, "avg_mae": 1.0}], "aggregate": {"avg_mae": {"mean": 1.0, "std": 0.0}}}
     path.write_text(json.dumps(doc))
     assert_rejected(path, Board(tmp_path / "board"), "too-few-seeds", "needs at least 5")
