@@ -5,12 +5,14 @@ Embedding ladder: ``none`` (constant), ``volume`` (molecular volume, atom count)
 (principal moments + principal axes of the molecule as posed in the cell), and the evaluated
 model's ``embed_posed`` of the molecule as posed in the cell frame. Each rung: [embedding,
 12 cell parameters] -> standardization -> one MLP head per energy (the qm9 task's heads) ->
-test MAE and Pearson R per energy, over seeds. Energies: Lennard-Jones and Buckingham (and the
-MACE lattice energy when the release has it). Data: the p1-crystals release under the run's
-root (train/valid to fit, test to score), built small first when missing.
+test MAE and Pearson R per energy, over seeds. Energies: Lennard-Jones and Buckingham lattice
+energies per molecule (10 A cutoff; the p1-crystals convention). Data: the committed crystal set
+``benchmarks/data/crystal-energy-v1.npz`` (train/valid to fit, test to score), pinned by its
+sha256 and checked on every run; ``benchmarks/data/make_crystal_energy.py`` says how it was made.
 """
 from __future__ import annotations
 
+import json
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,51 +23,46 @@ from .heads import HEADS, fit_heads
 from .metrics.regression import mae, pearson_r
 from .task import Metric, Task, aggregate_seeds
 
-RELEASE = "p1-crystals"
+DATA_FILE = Path(__file__).parent / "data" / "crystal-energy-v1.npz"  # see benchmarks/data/make_crystal_energy.py
+DATA_SHA256 = "7281f8a631974bb4dd021280e0b99aefe6107606e1c1786b7850bab0faeecfd6"
 LADDER = ("none", "volume", "inertia")
-ENERGIES = ("lj_energy", "buckingham_energy", "mace_lattice_energy_ev")
+ENERGIES = ("lj_energy", "buckingham_energy")
 QUICK_MAX = {"train": 2000, "valid": 500, "test": 500}
 QUICK_EPOCHS = 30
-AUTO_CONFORMERS = 150
 
 
-def release_path(root) -> Path:
-    from builders.build import release_dir
+def load_crystal_set(path: Path = DATA_FILE) -> dict:
+    """The committed crystal set (arrays of ``benchmarks/data/make_crystal_energy.py``), after
+    checking its sha256 against :data:`DATA_SHA256`.
 
-    return release_dir(Path(root), RELEASE)
+    Raises:
+        ValueError: naming the file when its sha256 differs (a changed or damaged file).
+    """
+    import hashlib
+
+    raw = Path(path).read_bytes()
+    digest = hashlib.sha256(raw).hexdigest()
+    if digest != DATA_SHA256:
+        raise ValueError(f"{path}: sha256 {digest} is not the pinned {DATA_SHA256}; restore the committed file")
+    import io
+
+    with np.load(io.BytesIO(raw), allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
 
 
-def ensure_release(root, progress: bool = True) -> tuple[Path, dict | None]:
-    """The p1-crystals release under ``root`` and, when it had to be built first (small, for
-    smoke runs; one line says so), a description of that build (else None)."""
-    from builders.build import build_release, release_dir
-    from builders.registry import get_release
+def cell_of(params: np.ndarray) -> np.ndarray:
+    """(..., 3, 3) cell matrices (rows a, b, c, Angstrom) of (..., 12) crystal parameters."""
+    import torch
 
-    from builders.reader import read_manifest
+    from builders.crystals.cell import cell_matrix
 
-    path = release_path(root)
-    if (path / "manifest.json").is_file():
-        version = str(read_manifest(path).get("release_version", "0"))
-        if int(version.split(".")[0]) < 2:
-            raise ValueError(f"{path} is p1-crystals {version}, built from noised conformers with unfiltered copies; "
-                             f"the crystal-energy task needs p1-crystals >= 2.0.0: delete it (and a "
-                             f"random-conformers release older than 2.0.0 beside it) and run again to rebuild")
-        return path, None
-    print(f"crystal-energy: no {RELEASE} release under {root}; building a small one "
-          f"({AUTO_CONFORMERS} random conformers, then crystals) ...", flush=True)
-    rc = get_release("random-conformers")
-    if not (release_dir(Path(root), rc.name) / "manifest.json").is_file():
-        build_release(rc, Path(root), rc.resolve_params({}), seed=0, limit=AUTO_CONFORMERS, workers=2,
-                      progress=progress)
-    spec = get_release(RELEASE)
-    params = spec.resolve_params({"conformers": str(release_dir(Path(root), rc.name))})
-    build_release(spec, Path(root), params, seed=0, workers=2, progress=progress)
-    return path, {"release": RELEASE, "random_conformers": AUTO_CONFORMERS, "seed": 0}
+    p = torch.as_tensor(np.asarray(params, np.float64))
+    return cell_matrix(p[..., 0:3], p[..., 3:6]).numpy()
 
 
 def posed_sample(sample: dict) -> dict:
-    """The molecule of a crystal sample posed in the cell frame (centroid at the origin):
-    positions x_std R(theta)^T, plus ``cell_matrix`` (3, 3) Angstrom."""
+    """The molecule of a crystal posed in the cell frame (centroid at the origin): positions
+    x_std R(theta)^T (Angstrom), plus ``cell_matrix`` (3, 3) Angstrom and the 12 ``params``."""
     from scipy.spatial.transform import Rotation
 
     params = np.asarray(sample["params"], np.float64)
@@ -75,20 +72,22 @@ def posed_sample(sample: dict) -> dict:
             "cell_matrix": np.asarray(sample["cell"], np.float64), "params": params}
 
 
-def load_split(path: Path, split: str, limit: int | None = None) -> tuple[list[dict], np.ndarray, list[str]]:
-    """(posed samples, energies (n, k), energy names present) of one split."""
-    from builders.reader import iter_release
-
-    samples, energies = [], []
-    names = None
-    for s in iter_release(path, split):
-        if names is None:
-            names = [e for e in ENERGIES if e in s["meta"]]
-        samples.append(posed_sample(s))
-        energies.append([s["meta"][e] for e in names])
-        if limit is not None and len(samples) >= limit:
-            break
-    return samples, np.asarray(energies, np.float64).reshape(len(samples), -1), names or []
+def load_split(data: dict, split: str, limit: int | None = None) -> tuple[list[dict], np.ndarray, list[str]]:
+    """(posed samples, energies (n, 2), energy names) of one split of the crystal set, in key order."""
+    rows = np.flatnonzero(data["split"] == split)
+    if limit is not None:
+        rows = rows[:limit]
+    off = data["mol_offsets"]
+    cells = cell_of(data["params"][rows])
+    samples = []
+    for r, cell in zip(rows, cells):
+        m = int(data["mol"][r])
+        a, b = off[m], off[m + 1]
+        samples.append(posed_sample({"__key__": str(data["key"][r]), "atomic_numbers": data["mol_z"][a:b],
+                                     "positions": data["mol_positions"][a:b], "params": data["params"][r],
+                                     "cell": cell}))
+    energies = np.stack([data[e][rows] for e in ENERGIES], axis=1)
+    return samples, energies, list(ENERGIES)
 
 
 def embed_posed(model, samples: list[dict], batch_size: int = 128, progress: bool = False, desc: str = "") -> np.ndarray:
@@ -111,19 +110,14 @@ def crystal_metrics(pred: np.ndarray, truth: np.ndarray, names: list[str]) -> di
     return out
 
 
-def run(model, data_root, seeds: int = 3, quick: bool = False, head: str = "paper002", progress: bool = True) -> dict:
-    """Run the ladder (none, volume, inertia, the model) on the p1-crystals release."""
+def run(model, seeds: int = 3, quick: bool = False, head: str = "paper002", progress: bool = True) -> dict:
+    """Run the ladder (none, volume, inertia, the model) on the committed crystal set."""
     from benchmarks.protocol import load_model
-    from builders.reader import read_manifest
 
-    path, built = ensure_release(data_root, progress)
-    manifest = read_manifest(path)
+    crystals = load_crystal_set()
     limits = QUICK_MAX if quick else {"train": None, "valid": None, "test": None}
-    data = {s: load_split(path, s, limits[s]) for s in ("train", "valid", "test")}
+    data = {s: load_split(crystals, s, limits[s]) for s in ("train", "valid", "test")}
     names = data["train"][2]
-    if min(len(data[s][0]) for s in data) == 0:
-        raise ValueError(f"the {RELEASE} release at {path} has an empty split: "
-                         f"{ {s: len(d[0]) for s, d in data.items()} }; build it from more conformers")
     if head not in HEADS:
         raise ValueError(f"unknown head {head!r}; heads: {sorted(HEADS)}")
     cfg = HEADS[head]
@@ -148,21 +142,18 @@ def run(model, data_root, seeds: int = 3, quick: bool = False, head: str = "pape
         per_seed.append({"seed": seed, **{rung: crystal_metrics(preds[rung][seed], truth, names) for rung in rungs}})
     return {
         "protocol": {"head": head, "head_config": cfg.to_dict(), "seeds": list(range(seeds)), "quick": quick,
-                     "auto_build": built, "ladder": list(rungs), "energies": names, "features": "[embedding, 12 cell parameters]",
+                     "ladder": list(rungs), "energies": names, "features": "[embedding, 12 cell parameters]",
                      "n": {s: len(d[0]) for s, d in data.items()}},
-        "release": {"name": RELEASE, "version": manifest["release_version"],
-                    "shards_sha256": sorted(sh["sha256"] for sh in manifest["shards"])},
+        "release": {"name": DATA_FILE.name, "sha256": DATA_SHA256, "source": json.loads(str(crystals["source"]))},
         "per_seed": per_seed,
         "predictions": {"keys": np.array([x["__key__"] for x in data["test"][0]]), "energies": np.array(names),
                         **{f"y_pred_{rung}": np.stack(p) for rung, p in preds.items()}},
     }
 
 
-def score_predictions(predictions: dict, data_root, quick: bool) -> list[dict]:
-    """Recompute per-seed metrics from a predictions file against the labels of the
-    p1-crystals release under ``data_root``."""
-    path = release_path(data_root)
-    samples, truth, names = load_split(path, "test", QUICK_MAX["test"] if quick else None)
+def score_predictions(predictions: dict, quick: bool) -> list[dict]:
+    """Recompute per-seed metrics from a predictions file against the committed labels."""
+    samples, truth, names = load_split(load_crystal_set(), "test", QUICK_MAX["test"] if quick else None)
     keys = np.asarray(predictions["keys"]).astype(str)
     if keys.shape != (len(samples),) or list(keys) != [s["__key__"] for s in samples]:
         raise ValueError(f"predictions cover {keys.shape[0]} crystals, the test split has {len(samples)} (or another order)")
@@ -183,14 +174,14 @@ class CrystalEnergyTask(Task):
     """Lattice energies of P1 crystals from [embedding, 12 cell parameters] (module docstring)."""
 
     name = "crystal-energy"
-    version = "1.1.0"
+    version = "2.0.0"
     input_kind = "any"
     needs = ("embed_posed",)
-    data = ("the p1-crystals release (>= 2.0.0: undistorted molecules, stationary optima, the authors' filter) "
-            "under <data root>/densegen/ (train/valid fit the heads, test scores them); a small one is built first "
-            "when missing")
-    split = "the release's identity-hash split by parent molecule (builders.splits); the manifest's shard sha256s pin it"
-    split_sha256 = None
+    data = ("benchmarks/data/crystal-energy-v1.npz: 42,152 P1 crystals (3,995 stationary optima + noisy copies) of "
+            "1,000 random conformers, built by p1-crystals 2.0.0 (undistorted molecules, the authors' filter); "
+            "committed, pinned by its sha256")
+    split = "the project's identity-hash split of each crystal's parent molecule (builders.splits), in the file"
+    split_sha256 = DATA_SHA256
     primary_metric = "buckingham_mae"
     lower_is_better = True
     min_seeds_leaderboard = 3
@@ -200,8 +191,7 @@ class CrystalEnergyTask(Task):
     quick = "at most 2,000 train / 500 valid / 500 test crystals, 30 epochs"
 
     def metrics(self) -> dict[str, Metric]:
-        units = {"lj_energy": "LJ units (eps = 1) per molecule", "buckingham_energy": "Buckingham units per molecule",
-                 "mace_lattice_energy_ev": "eV per molecule"}
+        units = {"lj_energy": "LJ units (eps = 1) per molecule", "buckingham_energy": "Buckingham units per molecule"}
         out = {}
         for rung in RUNGS:
             for energy in ENERGIES:
@@ -221,11 +211,10 @@ class CrystalEnergyTask(Task):
 
     def run(self, model, data_root, *, variant=None, seeds=None, quick=False, progress=True, head=None, **_):
         self.check_variant(variant)
-        out = run(model, data_root, seeds=seeds or self.default_seeds, quick=quick, head=head or "paper002",
-                  progress=progress)
+        out = run(model, seeds=seeds or self.default_seeds, quick=quick, head=head or "paper002", progress=progress)
         out["aggregate"] = self.aggregate(out["per_seed"])
         return out
 
     def score(self, predictions, data_root, *, variant=None, quick=False):
         self.check_variant(variant)
-        return score_predictions(predictions, data_root, quick)
+        return score_predictions(predictions, quick)
