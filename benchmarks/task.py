@@ -171,6 +171,11 @@ class Task:
         """
         raise NotImplementedError
 
+    def plot(self, doc: dict, predictions: dict, data_root, stem) -> list:
+        """Figures of a results document (``benchmarks.plot``): PNGs named ``<stem>-*.png``;
+        returns their paths."""
+        raise NotImplementedError(f"task {self.name!r} has no figures")
+
     def aggregate(self, per_seed: list[dict]) -> dict:
         """Mean/std over seeds of every declared metric (:func:`aggregate_seeds`)."""
         return aggregate_seeds(per_seed, self.metrics())

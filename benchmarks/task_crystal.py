@@ -218,3 +218,17 @@ class CrystalEnergyTask(Task):
     def score(self, predictions, data_root, *, variant=None, quick=False):
         self.check_variant(variant)
         return score_predictions(predictions, quick)
+
+    def plot(self, doc, predictions, data_root, stem):
+        from .plot import parity_grid
+
+        quick = bool(doc["protocol"].get("quick"))
+        _, truth, names = load_split(load_crystal_set(), "test", QUICK_MAX["test"] if quick else None)
+        rungs = [r for r in RUNGS if f"y_pred_{r}" in predictions]
+        pred = np.concatenate([np.asarray(predictions[f"y_pred_{r}"], np.float64)[0] for r in rungs], axis=1)
+        units = {"lj_energy": "LJ units", "buckingham_energy": "BH units"}
+        path = Path(f"{stem}-parity.png")
+        parity_grid(np.tile(truth, (1, len(rungs))), pred, [f"{r}: {e}" for r in rungs for e in names],
+                    [units[e] for _ in rungs for e in names],
+                    f"{self.name}: {doc['model']['name']}, seed 0, {len(truth):,} test crystals (per molecule)", path)
+        return [path]

@@ -568,3 +568,24 @@ class DensityTask(Task):
 
     def score(self, predictions, data_root, *, variant=None, quick=False, vgg16_weights=None):
         return score_predictions(predictions, data_root, self.check_variant(variant), quick, vgg16_weights)
+
+    def plot(self, doc, predictions, data_root, stem, n: int = 3):
+        from .plot import density_slices
+
+        quick = bool(doc["protocol"].get("quick"))
+        variant = self.check_variant(doc["task"]["variant"])
+        samples = read_test_samples(Path(data_root), VARIANTS[variant], quick)[:n]
+        shapes = np.asarray(predictions["grid_shapes"], np.int64)
+        values = np.asarray(predictions["grid_values"])
+        pairs, start = [], 0
+        keys = [str(k) for k in np.asarray(predictions["keys"]).ravel()]
+        for s, key, shp in zip(samples, keys, shapes):
+            if s["__key__"] != key:
+                raise ValueError(f"predictions are for {key}, the task's sample is {s['__key__']}")
+            size = int(np.prod(shp))
+            rec = values[start:start + size].reshape(tuple(shp)).astype(np.float64)
+            start += size
+            pairs.append((key, render_reference(s, task_shape(s, quick))[0].astype(np.float64), rec))
+        path = Path(f"{stem}-slices.png")
+        density_slices(pairs, f"{self.name} [{variant}]: {doc['model']['name']}", path)
+        return [path]

@@ -31,14 +31,20 @@ def _check_component(c, where: str) -> dict:
     return {"positions": pos, "type_probs": probs, "weights": w}
 
 
-def score_components(data: dict, rows: np.ndarray, comps: list[dict]) -> dict:
-    """Match decoded components to the QM9 atoms of ``rows``; returns the four metrics (+ counts)."""
+def match_components(data: dict, rows: np.ndarray, comps: list[dict]) -> list:
+    """Match decoded components to the QM9 atoms of ``rows``: one
+    ``benchmarks.metrics.pointcloud.MoleculeMatch`` per molecule."""
     matches = []
     for r, c in zip(rows, comps):
         m = molecule(data, int(r))
         matches.append(match_molecule(m["positions"].astype(np.float64), _types(m["atomic_numbers"]),
                                       c["positions"], c["type_probs"], c["weights"]))
-    return summarize(matches)
+    return matches
+
+
+def score_components(data: dict, rows: np.ndarray, comps: list[dict]) -> dict:
+    """Match decoded components to the QM9 atoms of ``rows``; returns the summary metrics (+ counts)."""
+    return summarize(match_components(data, rows, comps))
 
 
 def run(model, quick: bool = False, progress: bool = True, batch_size: int = 128) -> dict:
@@ -69,8 +75,13 @@ def run(model, quick: bool = False, progress: bool = True, batch_size: int = 128
             "per_seed": per_seed, "predictions": predictions, "release": None}
 
 
-def score_predictions(predictions: dict, quick: bool) -> list[dict]:
-    """Recompute the metrics from a predictions file against the benchmark's own atoms."""
+def predicted_components(predictions: dict, quick: bool) -> tuple[dict, np.ndarray, list[dict]]:
+    """(QM9 data, hold-out rows, per-molecule components) of a predictions file, checked
+    against the task's hold-out (order, offsets, sizes).
+
+    Raises:
+        ValueError: naming what does not fit.
+    """
     data = load_qm9(progress=False)
     rows = split_rows(data, quick=False)["test"]
     if quick:
@@ -85,7 +96,12 @@ def score_predictions(predictions: dict, quick: bool) -> list[dict]:
     if len(pos) != off[-1] or len(probs) != off[-1] or len(w) != off[-1]:
         raise ValueError(f"predictions hold {len(pos)} components, offsets say {off[-1]}")
     comps = [{"positions": pos[a:b], "type_probs": probs[a:b], "weights": w[a:b]} for a, b in zip(off[:-1], off[1:])]
-    m = score_components(data, rows, comps)
+    return data, rows, comps
+
+
+def score_predictions(predictions: dict, quick: bool) -> list[dict]:
+    """Recompute the metrics from a predictions file against the benchmark's own atoms."""
+    m = score_components(*predicted_components(predictions, quick))
     # a deviation mean is undefined (None in the results) when no atom / molecule matched
     return [{"seed": 0, **{k: finite_or_none(m[k]) for k in METRICS}, "n_atoms": m["n_atoms"],
              "n_molecules": m["n_molecules"]}]
@@ -132,3 +148,23 @@ class PointCloudTask(Task):
     def score(self, predictions, data_root, *, variant=None, quick=False):
         self.check_variant(variant)
         return score_predictions(predictions, quick)
+
+    def plot(self, doc, predictions, data_root, stem):
+        from pathlib import Path
+
+        from .metrics.pointcloud import CUTOFF
+        from .plot import histograms
+
+        matches = match_components(*predicted_components(predictions, bool(doc["protocol"].get("quick"))))
+        atom_dev = np.concatenate([m.deviation[m.matched] for m in matches])
+        mol_dev = np.array([np.nanmean(m.deviation) for m in matches if m.all_matched])
+        weights = np.concatenate([m.pooled_weight for m in matches])
+        path = Path(f"{stem}-deviations.png")
+        histograms({"atom deviation (matched atoms)": atom_dev, "molecule mean deviation (fully matched)": mol_dev,
+                    "pooled weight (all atoms)": weights},
+                   {"atom deviation (matched atoms)": "Angstrom", "molecule mean deviation (fully matched)": "Angstrom",
+                    "pooled weight (all atoms)": "weight (1 = one atom; matched within 0.25)"},
+                   f"{self.name}: {doc['model']['name']}, {len(matches):,} molecules, "
+                   f"{int(sum(m.matched.sum() for m in matches)):,} of {len(weights):,} atoms matched", path,
+                   marks={"atom deviation (matched atoms)": CUTOFF, "pooled weight (all atoms)": 1.0})
+        return [path]

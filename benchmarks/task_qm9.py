@@ -198,3 +198,18 @@ class QM9Task(Task):
     def score(self, predictions, data_root, *, variant=None, quick=False, subset: bool = False):
         self.check_variant(variant)
         return score_predictions(predictions, quick, subset=subset)
+
+    def plot(self, doc, predictions, data_root, stem):
+        from pathlib import Path
+
+        from .plot import parity_grid
+
+        data = load_qm9(progress=False)
+        row_of = {int(g): i for i, g in enumerate(data["index"])}
+        rows = np.array([row_of[int(g)] for g in predictions["gdb_index"]], np.int64)
+        truth = data["targets"][rows]
+        pred = np.asarray(predictions["y_pred"], np.float64)[0]
+        path = Path(f"{stem}-parity.png")
+        parity_grid(truth, pred, list(TARGETS), [TARGET_UNITS[t] for t in TARGETS],
+                    f"{self.name}: {doc['model']['name']}, seed 0, {len(rows):,} test molecules", path)
+        return [path]
