@@ -1,6 +1,9 @@
 """The qm9 task: frozen embedding -> one MLP head per target -> per-target MAE over seeds."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 from tqdm import tqdm
 
@@ -14,16 +17,21 @@ QUICK_SIZES = {"train": 2000, "valid": 500, "test": 500}
 QUICK_EPOCHS = 30
 
 
-def split_rows(data: dict, quick: bool) -> dict:
-    """Row numbers (into ``load_qm9()`` arrays) of each split; the task's split file is checked
-    against the sha256 in the task table.
+def split_rows(data: dict, quick: bool, small: bool = False) -> dict:
+    """Row numbers (into ``load_qm9()`` arrays) of each split: the qm9 split file, or with
+    ``small`` the qm9-small key file, each checked against its pinned sha256.
 
     Raises:
-        ValueError: if the split file's hash differs from the task table's.
+        ValueError: if a split file's hash differs from the pinned one.
     """
-    split, digest = read_split_file()
-    if digest != SPLIT_SHA256:
-        raise ValueError(f"QM9 split file sha256 {digest} differs from the pinned {SPLIT_SHA256}")
+    if small:
+        from .qm9 import read_small_split_file
+
+        split, _ = read_small_split_file()  # refuses a file whose sha256 is not the pinned one
+    else:
+        split, digest = read_split_file()
+        if digest != SPLIT_SHA256:
+            raise ValueError(f"QM9 split file sha256 {digest} differs from the pinned {SPLIT_SHA256}")
     row_of = {int(g): i for i, g in enumerate(data["index"])}
     rows = {k: np.array([row_of[int(g)] for g in v], np.int64) for k, v in split.items()}
     if quick:
@@ -52,23 +60,44 @@ def qm9_metrics(pred: np.ndarray, truth: np.ndarray, train_std: np.ndarray) -> d
 
 
 DENSITY_RELEASE = "qm9-hf-density"
+DENSITY_CACHE = "densegen-benchmarks/qm9-small-v1"  # under the data root: the densities density models embed
 
 
-def embed_density_release(model, root, progress: bool = True, batch_size: int = 16) -> dict:
-    """Embeddings of every sample of the qm9-hf-density release under ``root``, by gdb index.
+def small_density_release(data_root, progress: bool = True) -> Path:
+    """The qm9-hf-density release of all 6,500 qm9-small molecules under
+    ``<data_root>/densegen-benchmarks/qm9-small-v1/`` (built on first use: RHF/STO-3G on the
+    QM9 geometries, ~0.5 CPU-s per molecule, resumable), every sample's identity checked
+    against the key file.
 
     Raises:
-        FileNotFoundError: with the command that builds the release when it is missing.
+        ValueError: when the release holds other molecules than qm9-small's.
     """
-    from pathlib import Path
+    from builders.build import build_release, release_dir
+    from builders.reader import read_manifest
+    from builders.registry import get_release
 
-    from builders.build import release_dir
+    from .qm9 import SMALL_SPLIT_FILE, SMALL_SPLIT_SHA256
+
+    root = Path(data_root) / DENSITY_CACHE
+    path = release_dir(root, DENSITY_RELEASE)
+    params = {"gdb_indices": str(SMALL_SPLIT_FILE), "gdb_indices_sha256": SMALL_SPLIT_SHA256}
+    if not (path / "manifest.json").is_file() or (path / ".build").exists():
+        if progress:
+            print(f"qm9-small: building the densities density models embed (6,500 RHF/STO-3G runs) under {root} "
+                  f"(first use; resumable)", flush=True)
+        spec = get_release(DENSITY_RELEASE)
+        build_release(spec, root, spec.resolve_params(params), workers=max(1, min(2, os.cpu_count() or 1)),
+                      progress=progress)
+    manifest = read_manifest(path)
+    if manifest["parameters"].get("gdb_indices_sha256") != SMALL_SPLIT_SHA256:
+        raise ValueError(f"{path} was not built from the qm9-small key file; delete it to rebuild")
+    return path
+
+
+def embed_density_release(model, path: Path, progress: bool = True, batch_size: int = 16) -> dict:
+    """Embeddings of every sample of a qm9-hf-density release, by gdb index."""
     from builders.reader import iter_release, read_manifest
 
-    path = release_dir(Path(root), DENSITY_RELEASE)
-    if not (path / "manifest.json").is_file():
-        raise FileNotFoundError(f"density models need the {DENSITY_RELEASE} release at {path}; build (a subset of) it "
-                                f"with: python -m builders build {DENSITY_RELEASE} --limit 1000 --root {root}")
     manifest = read_manifest(path)
     out: dict[int, np.ndarray] = {}
     for split, info in manifest["splits"].items():
@@ -91,23 +120,28 @@ def _embed_batch(model, batch):
     return {int(s["meta"]["qm9_index"]): e for s, e in zip(batch, emb)}
 
 
-def run(model, data_root, seeds: int = 3, quick: bool = False, head: str = "paper000", progress: bool = True) -> dict:
-    """Run the qm9 task; returns protocol, per-seed metrics, aggregate and predictions.
+def run(model, data_root, seeds: int = 3, quick: bool = False, head: str = "paper000", progress: bool = True,
+        small: bool = False) -> dict:
+    """Run the qm9 task (``small``: qm9-small); returns protocol, per-seed metrics and predictions.
 
     Point-cloud (and descriptor) models embed the QM9 geometries. Density models
-    (``input_kind == "density"``) embed the samples of the qm9-hf-density release under
-    ``data_root``: the task then runs on the QM9 molecules that release holds (in their task
-    split), and the results say so (``protocol.subset``)."""
+    (``input_kind == "density"``) run qm9-small only: they embed the RHF/STO-3G densities of its
+    6,500 molecules (:func:`small_density_release`, built under ``data_root`` on first use).
+
+    Raises:
+        ValueError: a density model on the full qm9 task.
+    """
     data = load_qm9(progress=progress)
-    rows = split_rows(data, quick)
-    train_std = data["targets"][rows["train"]].std(0)  # of the task's train split (before any subset)
-    subset = getattr(model, "input_kind", "any") == "density"
-    if subset:
-        by_index = embed_density_release(model, data_root, progress=progress)
-        rows = {k: v[np.isin(data["index"][v], np.fromiter(by_index, np.int64))] for k, v in rows.items()}
-        if min(len(v) for v in rows.values()) == 0:
-            raise ValueError(f"the {DENSITY_RELEASE} release holds no molecules of some split: "
-                             f"{ {k: len(v) for k, v in rows.items()} }; build more of it")
+    rows = split_rows(data, quick, small=small)
+    train_std = data["targets"][rows["train"]].std(0)
+    if getattr(model, "input_kind", "any") == "density":
+        if not small:
+            raise ValueError("density models run qm9-small (its 6,500 molecules' densities are built on first "
+                             "use); embedding the 130,831 molecules of qm9 as densities does not fit a CPU")
+        by_index = embed_density_release(model, small_density_release(data_root, progress), progress=progress)
+        missing = [int(g) for v in rows.values() for g in data["index"][v] if int(g) not in by_index]
+        if missing:
+            raise ValueError(f"the qm9-small densities lack {len(missing)} molecules (first gdb {missing[0]})")
         emb = {k: np.stack([by_index[int(g)] for g in data["index"][v]]) for k, v in rows.items()}
     else:
         emb = {k: embed_rows(model, data, v, progress=progress, desc=f"embed {k}") for k, v in rows.items()}
@@ -128,7 +162,6 @@ def run(model, data_root, seeds: int = 3, quick: bool = False, head: str = "pape
         preds.append(fit["test_pred"])
     return {
         "protocol": {"head": head, "head_config": cfg.to_dict(), "seeds": list(range(seeds)), "quick": quick,
-                     "subset": f"molecules of the {DENSITY_RELEASE} release" if subset else None,
                      "n": {k: int(len(v)) for k, v in rows.items()}, "embedding_dim": int(emb["train"].shape[1]),
                      "targets": list(TARGETS), "loss": "L1 on standardized targets"},
         "per_seed": per_seed,
@@ -138,16 +171,12 @@ def run(model, data_root, seeds: int = 3, quick: bool = False, head: str = "pape
     }
 
 
-def score_predictions(predictions: dict, quick: bool, subset: bool = False) -> list[dict]:
+def score_predictions(predictions: dict, quick: bool, small: bool = False) -> list[dict]:
     """Recompute per-seed metrics from a predictions file against the benchmark's own labels
-    (what the leaderboard does). With ``subset`` the predictions may cover part of the test
-    split (density models on a partial qm9-hf-density release); otherwise all of it."""
+    (what the leaderboard does); the predictions must cover the whole test split, in order."""
     data = load_qm9(progress=False)
-    rows = split_rows(data, quick)
+    rows = split_rows(data, quick, small=small)
     got = np.asarray(predictions["gdb_index"])
-    if subset:
-        keep = np.isin(data["index"][rows["test"]], got)
-        rows["test"] = rows["test"][keep]
     expected = data["index"][rows["test"]]
     if got.shape != expected.shape or not np.array_equal(got, expected):
         raise ValueError(f"predictions cover {got.shape[0]} molecules, the test split has {expected.shape[0]} "
@@ -164,7 +193,7 @@ class QM9Task(Task):
     """The 12 QM9 targets from a frozen embedding (see the module docstring)."""
 
     name = "qm9"
-    version = "1.0.0"
+    version = "1.1.0"  # 1.1: density models run qm9-small (no partial-release subsets)
     input_kind = "any"
     needs = ("embed",)
     data = "qm9pack==1.0.3 (130,831 molecules)"
@@ -188,16 +217,18 @@ class QM9Task(Task):
                                          "average over targets of MAE / std of the target on the train split")
         return out
 
+    small = False  # qm9-small: the pinned 5,000/500/1,000 subset
+
     def run(self, model, data_root, *, variant=None, seeds=None, quick=False, progress=True, head=None, **_):
         self.check_variant(variant)
         out = run(model, data_root, seeds=seeds or self.default_seeds, quick=quick, head=head or "paper000",
-                  progress=progress)
+                  progress=progress, small=self.small)
         out["aggregate"] = self.aggregate(out["per_seed"])
         return out
 
-    def score(self, predictions, data_root, *, variant=None, quick=False, subset: bool = False):
+    def score(self, predictions, data_root, *, variant=None, quick=False):
         self.check_variant(variant)
-        return score_predictions(predictions, quick, subset=subset)
+        return score_predictions(predictions, quick, small=self.small)
 
     def plot(self, doc, predictions, data_root, stem):
         from pathlib import Path
@@ -213,3 +244,24 @@ class QM9Task(Task):
         parity_grid(truth, pred, list(TARGETS), [TARGET_UNITS[t] for t in TARGETS],
                     f"{self.name}: {doc['model']['name']}, seed 0, {len(rows):,} test molecules", path)
         return [path]
+
+
+class QM9SmallTask(QM9Task):
+    """qm9 on a fixed subset (5,000 train / 500 valid / 1,000 test of the qm9 split), for models
+    that cannot embed all 130,831 molecules on a CPU, density models among them."""
+
+    name = "qm9-small"
+    version = "1.0.0"
+    data = ("qm9pack==1.0.3: the 6,500 molecules of benchmarks/splits/qm9-small-v1.txt; density models embed "
+            "their RHF/STO-3G densities (qm9-hf-density of those molecules, built under the data root on first use)")
+    split = ("benchmarks/splits/qm9-small-v1.txt: per split of the qm9 split, the first 5,000 / 500 / 1,000 gdb "
+             "indices by sha256('densegen-qm9-small-v1:<index>')")
+    min_seeds_leaderboard = 5
+    quick = "the first 2,000 train / 500 valid / 500 test molecules of qm9-small (by gdb index), 30 epochs"
+    small = True
+
+    @property
+    def split_sha256(self):
+        from .qm9 import SMALL_SPLIT_SHA256
+
+        return SMALL_SPLIT_SHA256

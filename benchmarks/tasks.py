@@ -15,6 +15,7 @@ from .task import Task
 # name -> "module:Class" of its task object
 TASKS: dict[str, str] = {
     "qm9": "benchmarks.task_qm9:QM9Task",
+    "qm9-small": "benchmarks.task_qm9:QM9SmallTask",
     "pointcloud-reconstruction": "benchmarks.task_pointcloud:PointCloudTask",
     "density-reconstruction": "benchmarks.task_density:DensityTask",
     "crystal-energy": "benchmarks.task_crystal:CrystalEnergyTask",

@@ -161,11 +161,8 @@ def rescore(task: Task, doc: dict, predictions: dict, data_root=".") -> None:
         Rejected: ``predictions-invalid`` (the scorer refuses the arrays, e.g. wrong length) or
         ``metric-mismatch`` (listing the first differences).
     """
-    options = {}
-    if task.name == "qm9" and (doc.get("protocol") or {}).get("subset"):
-        options["subset"] = True  # a density model's run on a partial qm9-hf-density release
     try:
-        per_seed = task.score(predictions, data_root, variant=doc["task"]["variant"], quick=False, **options)
+        per_seed = task.score(predictions, data_root, variant=doc["task"]["variant"], quick=False)
     except (ValueError, KeyError, IndexError, TypeError, OverflowError, FileNotFoundError) as err:
         raise Rejected("predictions-invalid", f"the predictions do not fit task {task.name!r}: "
                                               f"{type(err).__name__}: {err}") from None

@@ -124,3 +124,50 @@ def test_unknown_model_and_missing_method_give_clear_errors(capsys):
     assert "unknown model 'no-such-model'" in capsys.readouterr().err
     assert main(["--model", "identity", "--task", "qm9", "--quick"]) == 1
     assert "has no embed()" in capsys.readouterr().err
+
+
+def test_qm9_small_quick_run_rescores_and_is_a_subset_of_qm9(tmp_path, monkeypatch):
+    from benchmarks.run import main
+    from benchmarks.task_qm9 import split_rows
+
+    pkg = tmp_path / "usermodels"
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    (pkg / "atoms.py").write_text(textwrap.dedent('''
+        import numpy as np
+
+        class AtomCounts:
+            def embed(self, batch):
+                return np.array([[np.sum(np.asarray(s["atomic_numbers"]) == z) for z in (1, 6, 7, 8, 9)]
+                                 for s in batch], dtype=float)
+    '''))
+    monkeypatch.syspath_prepend(str(tmp_path))
+    out = tmp_path / "results"
+    assert main(["--model", "usermodels.atoms:AtomCounts", "--task", "qm9-small", "--quick", "--seeds", "1",
+                 "--out", str(out), "--no-progress"]) == 0
+    doc = json.loads((out / "qm9-small-usermodels-atoms-AtomCounts.json").read_text())
+    task = get_task("qm9-small")
+    assert doc["task"]["split_sha256"] == task.split_sha256 != get_task("qm9").split_sha256
+    assert doc["protocol"]["n"] == {"train": 2000, "valid": 500, "test": 500}
+    with np.load(out / doc["predictions"]["file"], allow_pickle=False) as f:
+        preds = {k: f[k] for k in f.files}
+    assert task.score(preds, tmp_path, quick=True)[0]["avg_mae"] == pytest.approx(
+        doc["metrics"]["per_seed"][0]["avg_mae"], rel=1e-12)
+    data = load_qm9()
+    small, full = split_rows(data, quick=False, small=True), split_rows(data, quick=False)
+    for split in ("train", "valid", "test"):
+        assert set(small[split]) <= set(full[split])
+    assert {k: len(v) for k, v in small.items()} == {"train": 5000, "valid": 500, "test": 1000}
+
+
+def test_density_models_run_qm9_small_not_qm9():
+    from benchmarks.task_qm9 import run
+
+    class Dens:
+        input_kind = "density"
+
+        def embed(self, batch):
+            raise AssertionError("must not be called")
+
+    with pytest.raises(ValueError, match="density models run qm9-small"):
+        run(Dens(), ".", quick=True)
