@@ -48,6 +48,8 @@ def test_identity():
     assert ssim3d(t, t) == pytest.approx(1.0, abs=1e-12)
     assert ms_ssim3d(t, t) == pytest.approx(1.0, abs=1e-12)
     assert ssim3d(t, t, transform="log1p") == pytest.approx(1.0, abs=1e-12)
+    assert ssim3d(t, t) == 1.0 and ms_ssim3d(t, t) == 1.0
+    assert ms_ssim3d(t, t, transform="log1p") == 1.0
     assert mae(t, t) == 0.0 and nmae(t, t) == 0.0
     assert psnr(t, t) == np.inf
 
@@ -90,12 +92,12 @@ def test_blur_monotonic(transform):
     if transform == "raw":
         nm = [nmae(p, t) for p in blurred]
         assert all(np.diff(nm) > 0), nm
-        assert 0 < nm[0] < nm[-1] < 2
+        assert 0 < nm[0] < nm[-1] < 200
 
 
 def test_known_values():
     t = _batch(seed=4, b=2, n=24)
-    assert nmae(1.1 * t, t) == pytest.approx(0.1, rel=1e-12)
+    assert nmae(1.1 * t, t) == pytest.approx(10.0, rel=1e-12)          # percent
     assert mae(t + 0.02, t) == pytest.approx(0.02, rel=1e-10)
     per = psnr(t + 0.05, t, reduction="none")
     expected = 10 * np.log10(t.reshape(2, -1).max(1) ** 2 / 0.05**2)
@@ -182,3 +184,168 @@ def test_real_nh3_density():
     s = [ms_ssim3d(b, c.data, transform="log1p") for b in blurred]
     n = [nmae(b, c.data) for b in blurred]
     assert all(np.diff(s) < 0) and all(np.diff(n) > 0)
+
+
+# --------------------------------------------------------------------------- NMAE
+def test_nmae_is_per_sample_percent_mean():
+    """Each molecule counts once: a ratio of batch sums would give 100 * 1 / 11 = 9.09 %."""
+    rng = np.random.default_rng(7)
+    small = synthetic_density(rng, 24)[0]
+    big = 10.0 * small[::-1].copy()                           # 10x the electrons
+    t = np.stack([small, big])
+    p = np.stack([2.0 * small, big])                           # 100 % off, then exact
+    np.testing.assert_allclose(nmae(p, t, reduction="none"), [100.0, 0.0], rtol=1e-12)
+    assert nmae(p, t) == pytest.approx(50.0, rel=1e-12)
+    # the denominator is the reference: swapping the arguments changes the value
+    assert nmae(2.0 * small, small) == pytest.approx(100.0, rel=1e-12)
+    assert nmae(small, 2.0 * small) == pytest.approx(50.0, rel=1e-12)
+    assert nmae(np.zeros_like(small), small) == pytest.approx(100.0, rel=1e-12)
+
+
+def test_nmae_rejects_empty_reference():
+    g = np.zeros((2, 8, 8, 8))
+    g[0, 3, 3, 3] = 1.0
+    with pytest.raises(ValueError, match="positive"):
+        nmae(g + 0.1, g)
+
+
+# --------------------------------------------------------------------------- MS-SSIM reference
+def _np_gauss(win, sigma):
+    x = np.arange(win) - (win - 1) / 2
+    g = np.exp(-x**2 / (2 * sigma**2))
+    return g / g.sum()
+
+
+def _np_valid_filter(x, g):
+    """Separable Gaussian filtering with scipy, then the valid region only."""
+    from scipy.ndimage import correlate1d
+
+    r = len(g) // 2
+    for ax in range(x.ndim):
+        x = correlate1d(x, g, axis=ax, mode="nearest")
+    return x[tuple(slice(r, n - r) for n in x.shape)]
+
+
+def _np_ssim_cs(x, y, win, sigma, L):
+    f = lambda a: _np_valid_filter(a, _np_gauss(win, sigma))  # noqa: E731
+    c1, c2 = (0.01 * L) ** 2, (0.03 * L) ** 2
+    mx, my = f(x), f(y)
+    vx, vy, cxy = f(x * x) - mx**2, f(y * y) - my**2, f(x * y) - mx * my
+    cs = (2 * cxy + c2) / (vx + vy + c2)
+    return float(((2 * mx * my + c1) / (mx**2 + my**2 + c1) * cs).mean()), float(cs.mean())
+
+
+def _np_pool(x):
+    s = [n // 2 * 2 for n in x.shape]
+    x = x[: s[0], : s[1], : s[2]]
+    return x.reshape(s[0] // 2, 2, s[1] // 2, 2, s[2] // 2, 2).mean((1, 3, 5))
+
+
+def _np_ms_ssim(x, y, weights, win=7, sigma=1.5):
+    """Textbook MS-SSIM (Wang et al. 2003) in numpy: cs at scales 1..M-1, SSIM at scale M,
+    exponents = ``weights`` normalized to sum 1, data range of the full-resolution reference."""
+    L = y.max() - y.min()
+    w = np.asarray(weights, np.float64) / np.sum(weights)
+    out = 1.0
+    for j, wj in enumerate(w):
+        s, cs = _np_ssim_cs(x, y, win, sigma, L)
+        out *= max(s if j == len(w) - 1 else cs, 0.0) ** wj
+        x, y = _np_pool(x), _np_pool(y)
+    return out
+
+
+@pytest.mark.parametrize("shape", [(32, 32, 32), (20, 29, 33)])
+def test_ms_ssim_matches_numpy_reference(shape):
+    rng = np.random.default_rng(11)
+    t = gaussian_filter(rng.random(shape), 1.0)
+    p = 0.7 * t + 0.1 * gaussian_filter(rng.random(shape), 1.5)      # luminance and contrast off
+    m = ms_ssim_num_scales(shape, 7)
+    from benchmarks.metrics.ssim import MS_SSIM_WEIGHTS
+
+    ref = _np_ms_ssim(p, t, MS_SSIM_WEIGHTS[:m])
+    assert ms_ssim3d(p, t) == pytest.approx(ref, rel=1e-10)
+    # the last-scale luminance matters here: cs alone at the last scale is another number
+    lp, lt = p, t
+    for _ in range(m - 1):
+        lp, lt = _np_pool(lp), _np_pool(lt)
+    s_last, cs_last = _np_ssim_cs(lp, lt, 7, 1.5, t.max() - t.min())
+    assert abs(s_last - cs_last) > 1e-3
+    # known weights: 2 equal exponents -> sqrt(cs_1 * ssim_2); unnormalized would be the product
+    got = ms_ssim3d(p, t, weights=(1.0, 1.0))
+    s1, cs1 = _np_ssim_cs(p, t, 7, 1.5, t.max() - t.min())
+    s2, _ = _np_ssim_cs(_np_pool(p), _np_pool(t), 7, 1.5, t.max() - t.min())
+    assert got == pytest.approx(np.sqrt(cs1 * s2), rel=1e-10)
+    assert ms_ssim3d(p, t, weights=(0.0, 1.0)) == pytest.approx(s2, rel=1e-10)
+
+
+def test_ms_ssim_log1p_and_fixed_range():
+    from benchmarks.metrics.ssim import MS_SSIM_WEIGHTS
+
+    t = _batch(seed=12, b=2, n=24)
+    p = _blur(t, 1.0) * 0.9
+    got = ms_ssim3d(p, t, transform="log1p", data_range=0.5, reduction="none")
+    for i in range(2):
+        lp, lt = np.log1p(p[i]), np.log1p(t[i])
+        m = ms_ssim_num_scales(lt.shape, 7)
+        w = np.asarray(MS_SSIM_WEIGHTS[:m]) / np.sum(MS_SSIM_WEIGHTS[:m])
+        out, x, y = 1.0, lp, lt
+        for j, wj in enumerate(w):
+            s, cs = _np_ssim_cs(x, y, 7, 1.5, 0.5)
+            out *= max(s if j == m - 1 else cs, 0.0) ** wj
+            x, y = _np_pool(x), _np_pool(y)
+        assert got[i] == pytest.approx(out, rel=1e-10)
+
+
+# --------------------------------------------------------------------------- per-sample and checks
+def test_nmae_small_reference_total_is_valid():
+    g = np.zeros((6, 6, 6))
+    g[2, 2, 2] = 0.5                                           # half an electron per voxel volume
+    assert nmae(0.5 * g, g) == pytest.approx(50.0)
+
+
+def test_psnr_and_electron_count_are_per_sample():
+    t = _batch(seed=6, b=2, n=24)
+    p = t.copy()
+    p[0] += 0.01
+    p[1] += 0.1                                               # different errors per sample
+    want = [10 * np.log10(t[i].max() ** 2 / e**2) for i, e in enumerate((0.01, 0.1))]
+    np.testing.assert_allclose(psnr(p, t, reduction="none"), want, rtol=1e-9)
+    axes = np.eye(3) * 0.3
+    np.testing.assert_allclose(electron_count(t, axes), t.reshape(2, -1).sum(1) * 0.027, rtol=1e-12)
+    assert electron_count(t, axes, reduction="mean") == pytest.approx(t.sum() * 0.027 / 2)
+
+
+def test_frame_and_window_checks():
+    from benchmarks.metrics._grid import frame_batch
+
+    g = _batch(seed=7, b=2, n=24)
+    with pytest.raises(ValueError, match="grid frame"):
+        frame_batch(np.zeros(2), np.eye(3), 2)
+    with pytest.raises(ValueError, match="grid frame"):
+        frame_batch(np.zeros(3), np.eye(2), 2)
+    with pytest.raises(ValueError, match="one grid"):
+        dipole_moment(g, np.zeros(3), np.eye(3), [1], [[0, 0, 0]])
+    with pytest.raises(ValueError, match="window"):
+        ssim3d(g[:, :10], g[:, :10])                          # a side below the 11 window
+    assert ssim3d(g[:, :11], g[:, :11]) == 1.0                # side == window is fine
+    with pytest.raises(ValueError, match="odd"):
+        ssim3d(g, g, win_size=10)
+    with pytest.raises(ValueError, match="reduction"):
+        mae(g, g, reduction="sum")
+
+
+def test_ms_ssim_scale_rule():
+    assert ms_ssim_num_scales((128, 128, 128)) == 5            # default window 7
+    assert ms_ssim_num_scales((28, 28, 28), 7) == 3            # 28 // 4 = 7 >= 7
+    assert ms_ssim_num_scales((27, 40, 40), 7) == 2
+    assert ms_ssim_num_scales((64, 64, 64), 7, max_scales=2) == 2
+
+
+def test_inputs_tensors_with_grad_and_default_transform():
+    import torch
+
+    t = _batch(seed=8, b=1, n=24)
+    p = torch.tensor(_blur(t, 1.0), requires_grad=True)        # numpy() would refuse this one
+    assert mae(p, t) == pytest.approx(np.abs(_blur(t, 1.0) - t).mean(), rel=1e-12)
+    np.testing.assert_array_equal(apply_transform(t).numpy(), t)   # default: raw
+    assert ms_ssim_num_scales((56, 56, 56)) == 4                # default window 7 (8 would give 3)

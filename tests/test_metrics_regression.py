@@ -31,3 +31,14 @@ def test_qm9_aggregation():
     assert average_normalized_mae(s, {"mu": 1.1, "gap": 0.052}) == pytest.approx((0.2 + 0.1) / 2)
     with pytest.raises(ValueError):
         average_normalized_mae(s, {"mu": 1.0})
+
+
+def test_pair_checks_and_plain_values():
+    assert mae([1.0], [3.0]) == 2.0                             # one sample is enough
+    with pytest.raises(ValueError, match="equal non-empty"):
+        mae([], [])
+    with pytest.raises(ValueError, match="equal non-empty"):
+        mae([1.0, 2.0], [1.0])
+    assert average_normalized_mae({"mu": 0.2, "gap": 0.01}, {"mu": 2.0, "gap": 0.1}) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="lacks"):
+        average_normalized_mae({"mu": 0.2}, {})

@@ -60,17 +60,31 @@ def mae(pred, target, transform: str = "raw", reduction: str = "mean"):
 
 
 def nmae(pred, target, reduction: str = "mean"):
-    """Normalized MAE of the raw density (the density-learning standard), a fraction.
+    """Normalized MAE of the raw density in percent (the density-learning standard).
 
-    NMAE = sum_i |rho_hat_i - rho_i| dV / sum_i rho_i dV for each sample; the voxel volume dV is
-    the same in both sums and cancels. Multiply by 100 for the percentage often quoted.
+    Per sample, NMAE = 100 * sum_i |rho_hat_i - rho_i| dV / sum_i rho_i dV; the voxel volume dV
+    is the same in both sums and cancels. The per-sample percentages are then averaged over the
+    batch (``"mean"``): each molecule counts once, whatever its size (a ratio of batch sums would
+    weight large molecules more). Reported in percent, as the density-learning literature
+    (DeepDFT, ChargE3Net, InfGCN) quotes it; 0 for a perfect reconstruction, 100 for an all-zero
+    one.
+
+    The arguments are not symmetric: the denominator is the *reference* ``target``.
 
     Args:
-        pred, target: raw densities (X, Y, Z) or (B, X, Y, Z), e/Bohr^3, same grid frame.
-        reduction: ``"mean"`` -> float, ``"none"`` -> (B,) array.
+        pred: reconstruction rho_hat, raw density (X, Y, Z) or (B, X, Y, Z), e/Bohr^3.
+        target: reference rho on the same frame, same shape; every sample must hold a positive
+            number of electrons (sum rho > 0).
+        reduction: ``"mean"`` -> float (%), ``"none"`` -> (B,) array (%).
+
+    Raises:
+        ValueError: shapes differ, or a reference sums to <= 0 (NMAE undefined).
     """
     p, t = as_pair(pred, target)
-    return reduce((p - t).abs().flatten(1).sum(1) / t.flatten(1).sum(1), reduction)
+    total = t.flatten(1).sum(1)
+    if not bool((total > 0).all()):
+        raise ValueError("nmae: every reference grid must sum to a positive electron count")
+    return reduce(100.0 * (p - t).abs().flatten(1).sum(1) / total, reduction)
 
 
 def psnr(pred, target, data_range=None, transform: str = "raw", reduction: str = "mean"):

@@ -3,13 +3,18 @@
 Both take a batch of (already transformed, see ``benchmarks.metrics.density.apply_transform``)
 grids of shape (B, X, Y, Z), any float dtype, and return float64 features.
 
-``densegen-slice-rows`` (seed-compatible; no neural network). For each grid, the central slice
-along each axis (index n // 2: planes (Y, Z), (X, Z), (X, Y), in that order) is resized to
-128 x 128 with bilinear interpolation (``torch.nn.functional.interpolate``,
-``align_corners=False``; a 128^3 grid's slices are passed unchanged), and every row of every
-slice is one feature vector of length 128. A grid therefore yields 3 * 128 = 384 feature rows:
-FID / KID statistics are over rows, not grids (torch-fidelity concatenates whatever the
-extractor returns along dim 0). Feature name: ``"rows"``.
+``densegen-central-slice-rows`` (no neural network). For each grid, the central slice along
+each axis (index n // 2: planes (Y, Z), (X, Z), (X, Y), in that order) is resized to 128 x 128
+with bilinear interpolation (``torch.nn.functional.interpolate``, ``align_corners=False``; a
+128^3 grid's slices are passed unchanged), and every row of every slice is one feature vector
+of length 128. A grid therefore yields 3 * 128 = 384 feature rows: FID / KID statistics are
+over rows, not grids (torch-fidelity concatenates whatever the extractor returns along dim 0).
+Feature name: ``"rows"``. The rows of all grids of a set are POOLED and the two sets are
+compared UNPAIRED, so this is NOT the seed's FID/KID (which pairs each reconstruction with its
+own reference, over all axis-0 slices: ``benchmarks.metrics.seed``): a model that returns
+another molecule's density scores ~0 here. ``densegen-slice-rows`` is a deprecated alias of the
+same extractor (:data:`SLICE_ROWS`), kept registered until callers move to
+:data:`CENTRAL_ROWS`.
 
 ``densegen-3dnet-v1``: a fixed random 3D conv net. The grid is resized to 32^3: area averaging
 (``interpolate(mode="area")``, anti-aliased) when every side is >= 32, else trilinear
@@ -34,7 +39,9 @@ from torch_fidelity import register_feature_extractor
 from torch_fidelity.feature_extractor_base import FeatureExtractorBase
 from torch_fidelity.registry import FEATURE_EXTRACTORS_REGISTRY
 
-SLICE_ROWS = "densegen-slice-rows"
+CENTRAL_ROWS = "densegen-central-slice-rows"
+SLICE_ROWS = "densegen-slice-rows"          # deprecated alias of CENTRAL_ROWS
+ROW_EXTRACTORS = (CENTRAL_ROWS, SLICE_ROWS)
 NET3D = "densegen-3dnet-v1"
 SLICE_SIZE = 128
 NET3D_INPUT = 32
@@ -67,7 +74,7 @@ def central_slice_rows(grids: torch.Tensor, size: int = SLICE_SIZE) -> torch.Ten
 
 
 class SliceRowsExtractor(FeatureExtractorBase):
-    """torch-fidelity extractor ``densegen-slice-rows`` (see module docstring)."""
+    """torch-fidelity extractor ``densegen-central-slice-rows`` (see module docstring)."""
 
     def __init__(self, name, features_list, **kwargs):
         super().__init__(name, features_list)
@@ -155,8 +162,9 @@ class Net3DExtractor(FeatureExtractorBase):
 
 
 def register() -> None:
-    """Register both extractors with torch-fidelity (idempotent)."""
-    for name, cls in ((SLICE_ROWS, SliceRowsExtractor), (NET3D, Net3DExtractor)):
+    """Register the extractors (and the deprecated alias) with torch-fidelity (idempotent)."""
+    for name, cls in ((CENTRAL_ROWS, SliceRowsExtractor), (SLICE_ROWS, SliceRowsExtractor),
+                      (NET3D, Net3DExtractor)):
         if name not in FEATURE_EXTRACTORS_REGISTRY:
             register_feature_extractor(name, cls)
 

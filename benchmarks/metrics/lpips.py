@@ -16,16 +16,23 @@ along each axis (index n // 2) is mapped to [-1, 1] with the target grid's min a
 resized to 64 x 64 (bilinear, ``align_corners=False``) and repeated to 3 channels. The value is
 the mean over the 3 slices and the batch.
 
-The VGG16 weights come from a local file (``vgg16_weights_path`` or env var
-``DENSEGEN_VGG16_WEIGHTS``): a torchvision ``vgg16`` state dict (keys ``features.N.*``) or a
-features-only one (keys ``N.*``), as ``.safetensors`` or a torch file (loaded with
-``weights_only=True``). Without one, the result is skipped with :data:`SKIP_MESSAGE`.
+The VGG16 weights come from a local file the caller names (``vgg16_weights_path``): a
+torchvision ``vgg16`` state dict (keys ``features.N.*``) or a features-only one (keys ``N.*``),
+as ``.safetensors`` or a torch file (loaded with ``weights_only=True``). Without one, the
+result is skipped with :data:`SKIP_MESSAGE`. :func:`lpips_set` averages over a list of grid
+pairs of mixed shapes, chunk by chunk; :func:`lpips_status` says whether it will run.
+
+This is not the seed's LPIPS (the ``lpips`` package's learned VGG weights, per axis-0 slice,
+each slice scaled by 2 x / max(x) - 1, ``ImageMetrics._calculate_lpips``): that needs the
+``lpips`` package and ImageNet VGG16 weights, which this project does not install or fetch.
 """
 from __future__ import annotations
 
 import functools
 import os
 from dataclasses import dataclass
+
+import numpy as np
 
 import torch
 import torch.nn.functional as F
@@ -34,8 +41,7 @@ import torchvision
 from benchmarks.metrics._grid import as_pair
 from benchmarks.metrics.density import apply_transform
 
-ENV_VAR = "DENSEGEN_VGG16_WEIGHTS"
-SKIP_MESSAGE = "LPIPS skipped: no VGG16 weights at a local path (set DENSEGEN_VGG16_WEIGHTS)"
+SKIP_MESSAGE = "LPIPS skipped: no local VGG16 weights file was given"
 VARIANT = "lpips-vgg16-unweighted"
 TAPS = (3, 8, 15, 22, 29)
 SLICE_SIZE = 64
@@ -107,13 +113,14 @@ def lpips_slices(real, fake, vgg16_weights_path: str | None = None,
 
     Args:
         real, fake: (X, Y, Z) or (B, X, Y, Z) grids, paired sample by sample.
-        vgg16_weights_path: local weights file; ``None`` -> env var ``DENSEGEN_VGG16_WEIGHTS``.
+        vgg16_weights_path: local weights file (``None``: skipped).
         transform: ``"raw"`` or ``"log1p"`` applied before slicing.
 
     Returns:
-        :class:`LPIPSResult`; ``skipped=True`` with :data:`SKIP_MESSAGE` when no local weights.
+        :class:`LPIPSResult` (value dimensionless, lower is better, 0 for identical grids);
+        ``skipped=True`` with :data:`SKIP_MESSAGE` when no local weights file.
     """
-    path = vgg16_weights_path or os.environ.get(ENV_VAR)
+    path = vgg16_weights_path
     if not path or not os.path.isfile(path):
         return LPIPSResult(None, True, SKIP_MESSAGE)
     fk, rl = as_pair(apply_transform(fake, transform), apply_transform(real, transform))
@@ -123,3 +130,44 @@ def lpips_slices(real, fake, vgg16_weights_path: str | None = None,
         d = sum(((_unit(a) - _unit(b)) ** 2).sum(1).mean((1, 2))
                 for a, b in zip(_taps(trunk, x), _taps(trunk, y)))
     return LPIPSResult(float(d.mean()), False, f"{VARIANT} on 3 central slices, weights {path}")
+
+
+def lpips_status(vgg16_weights_path: str | None) -> dict:
+    """Whether :func:`lpips_slices` runs with these weights: {"skipped": bool, "message": str}."""
+    if not vgg16_weights_path or not os.path.isfile(vgg16_weights_path):
+        return {"skipped": True, "message": SKIP_MESSAGE}
+    return {"skipped": False, "message": f"{VARIANT} on 3 central slices, weights {vgg16_weights_path}"}
+
+
+def lpips_set(real: list, fake: list, vgg16_weights_path: str | None, transform: str = "log1p",
+              chunk: int = 16) -> float | None:
+    """Mean :func:`lpips_slices` value over paired lists of grids of possibly different shapes.
+
+    The lists are taken ``chunk`` pairs at a time (memory); within a chunk, pairs of one shape
+    are scored together, and the result is the mean over all pairs.
+
+    Args:
+        real, fake: equally long lists of (X, Y, Z) grids (any float dtype, e.g. float16),
+            pair i on one frame.
+        vgg16_weights_path: local VGG16 weights file; ``None`` or missing -> None (skipped).
+        transform: ``"raw"`` or ``"log1p"``.
+
+    Returns:
+        the mean (dimensionless), or None when skipped.
+    """
+    if len(real) != len(fake):
+        raise ValueError(f"lpips_set: {len(real)} references but {len(fake)} reconstructions")
+    if lpips_status(vgg16_weights_path)["skipped"]:
+        return None
+    total, n = 0.0, 0
+    for a in range(0, len(real), chunk):
+        groups: dict = {}
+        for r, f in zip(real[a:a + chunk], fake[a:a + chunk]):
+            groups.setdefault(np.shape(r), []).append((r, f))
+        for pairs in groups.values():
+            res = lpips_slices(np.stack([p[0] for p in pairs]).astype(np.float64),
+                               np.stack([p[1] for p in pairs]).astype(np.float64),
+                               vgg16_weights_path=vgg16_weights_path, transform=transform)
+            total += res.value * len(pairs)
+            n += len(pairs)
+    return total / n
