@@ -16,7 +16,7 @@ Usage::
 
     python -m benchmarks.data.make_crystal_energy --release densegen/p1-crystals [--molecules 500]
 
-File (``numpy.savez_compressed``, no objects, byte-stable): molecules ``mol_key`` (M,) str,
+File (``benchmarks.results.write_npz``: compressed npz, no objects, byte-stable): molecules ``mol_key`` (M,) str,
 ``mol_inchikey`` (M,) str, ``mol_smiles`` (M,) str, ``mol_offsets`` (M+1,) int64,
 ``mol_z`` (sum atoms,) uint8, ``mol_positions`` (sum atoms, 3) float64 Angstrom (standard
 frame of p1-crystals); crystals ``key`` (K,) str, ``mol`` (K,) int64 row of the molecule,
@@ -29,29 +29,13 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
-import zipfile
 from pathlib import Path
 
 import numpy as np
 
 OUT = Path(__file__).parent / "crystal-energy-v1.npz"
 ENERGIES = ("lj_energy", "buckingham_energy")
-
-
-def npz_bytes_stable(arrays: dict) -> bytes:
-    """``savez_compressed`` content with fixed zip timestamps, so equal arrays give equal bytes."""
-    raw = io.BytesIO()
-    np.savez_compressed(raw, **arrays)
-    src = zipfile.ZipFile(io.BytesIO(raw.getvalue()))
-    out = io.BytesIO()
-    with zipfile.ZipFile(out, "w", compression=zipfile.ZIP_DEFLATED) as dst:
-        for info in src.infolist():
-            fixed = zipfile.ZipInfo(info.filename, date_time=(1980, 1, 1, 0, 0, 0))
-            fixed.compress_type = zipfile.ZIP_DEFLATED
-            dst.writestr(fixed, src.read(info.filename))
-    return out.getvalue()
 
 
 def collect(release: Path, n_molecules: int) -> dict:
@@ -102,9 +86,10 @@ def main(argv=None) -> int:
     ap.add_argument("--molecules", type=int, default=1000)
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args(argv)
-    data = npz_bytes_stable(collect(args.release, args.molecules))
-    args.out.write_bytes(data)
-    print(f"wrote {args.out} ({len(data) / 1e6:.2f} MB), sha256 {hashlib.sha256(data).hexdigest()}")
+    from benchmarks.results import write_npz
+
+    digest, size = write_npz(args.out, collect(args.release, args.molecules))
+    print(f"wrote {args.out} ({size / 1e6:.2f} MB), sha256 {digest}")
     return 0
 
 

@@ -196,10 +196,53 @@ class QM9HFDensity(_DensityRelease):
     summary = ("RHF/STO-3G electron densities on the QM9 B3LYP geometries (qm9pack), same schema as "
                "pubchem-hf-density (no conformer search) plus the 12 QM9 labels in MoleculeNet units.")
 
+    def add_arguments(self, parser):
+        super().add_arguments(parser)
+        parser.add_argument("--gdb-indices", type=Path, default=None, metavar="FILE",
+                            help="build only these QM9 molecules: a file of gdb indices, one a line (a second "
+                                 "column, e.g. the split of benchmarks/splits/qm9-small-v1.txt, is allowed)")
+        parser.add_argument("--gdb-split", choices=("train", "valid", "test"), default=None,
+                            help="with --gdb-indices: keep only the lines whose second column is this split")
+
+    def params_from_args(self, args) -> dict:
+        params = super().params_from_args(args)
+        if args.gdb_indices is not None:
+            params["gdb_indices"] = str(args.gdb_indices)
+        if args.gdb_split is not None:
+            if args.gdb_indices is None:
+                raise ValueError("--gdb-split needs --gdb-indices FILE")
+            params["gdb_split"] = args.gdb_split
+        return params
+
+    def extra_params(self, params: dict) -> dict:
+        """With ``gdb_indices`` (a file): the file as given, the sha256 of its bytes, the split
+        filter and the number of molecules, all recorded in the manifest. Without it nothing is
+        added, so a full build's parameters are what they always were."""
+        if params.get("gdb_indices") is None:
+            if params.get("gdb_split") is not None:
+                raise ValueError("gdb_split needs gdb_indices (a file of gdb indices)")
+            return {}
+        indices, digest = read_gdb_index_file(params["gdb_indices"], split=params.get("gdb_split"))
+        expected = params.get("gdb_indices_sha256")
+        if expected is not None and expected != digest:
+            raise ValueError(f"{params['gdb_indices']}: sha256 {digest} differs from gdb_indices_sha256 {expected}")
+        return {"gdb_indices": str(params["gdb_indices"]), "gdb_indices_sha256": digest,
+                "gdb_split": params.get("gdb_split"), "n_gdb_indices": int(len(indices))}
+
     def load_inputs(self, params: dict):
         from ..sources import qm9_inputs
 
-        return qm9_inputs(), []
+        inputs = qm9_inputs()
+        if params.get("gdb_indices") is None:
+            return inputs, []
+        indices, _ = read_gdb_index_file(params["gdb_indices"], split=params.get("gdb_split"))
+        by_index = {int(item.key.split("_")[1]): item for item in inputs}
+        unknown = [int(i) for i in indices if int(i) not in by_index]
+        if unknown:
+            raise ValueError(f"{params['gdb_indices']}: {len(unknown)} gdb index(es) not among the "
+                             f"{len(by_index):,} QM9 molecules of qm9pack (first: {unknown[0]}; the 3,054 "
+                             f"uncharacterised molecules are not in qm9pack)")
+        return [by_index[int(i)] for i in indices], []  # ascending gdb index, as a full build
 
     def process(self, item: Input, params: dict, seed: int) -> dict:
         from ..chem.density_pipeline import build_density_sample_from_geometry
@@ -227,7 +270,59 @@ class QM9HFDensity(_DensityRelease):
    conformer-search arrays are empty and `meta.geometry_source` is "input").
 2. RHF/STO-3G (pyscf) on it. `meta.qm9_<target>` hold the 12 QM9 labels in MoleculeNet units
    (mu D, alpha Bohr^3, homo/lumo/gap/zpve/u0/u298/h298/g298 Hartree, r2 Bohr^2, cv cal/(mol K)).
-   The split is the project's identity-hash split, the same the qm9 benchmark task uses.""", notes="")
+   The split is the project's identity-hash split, the same the qm9 benchmark task uses.""", notes=_subset_note(manifest))
+
+
+def _subset_note(manifest: dict) -> str:
+    p = manifest.get("parameters", {})
+    if p.get("gdb_indices") is None:
+        return ""
+    which = f", lines of split {p['gdb_split']!r}" if p.get("gdb_split") else ""
+    return (f"This build holds only the {p['n_gdb_indices']:,} QM9 molecules listed in `{Path(p['gdb_indices']).name}` "
+            f"(sha256 `{p['gdb_indices_sha256']}`{which}), as recorded in `manifest.json`.")
+
+
+def read_gdb_index_file(path, split: str | None = None) -> tuple[np.ndarray, str]:
+    """QM9 gdb indices from a text file: one molecule a line, ``<gdb index>`` optionally
+    followed by whitespace and a second column (e.g. ``<gdb index><TAB><split>``, the format of
+    ``benchmarks/splits/qm9-small-v1.txt``); empty lines and lines starting with ``#`` are skipped.
+
+    Args:
+        path: the file.
+        split: keep only the lines whose second column equals it (``None``: every line).
+    Returns:
+        (sorted unique gdb indices (int64), sha256 of the file's bytes).
+    Raises:
+        FileNotFoundError: no such file.
+        ValueError: a line that is not a positive integer (naming file and line), a duplicate
+            index, a ``split`` filter on a file without a second column, no index selected.
+    """
+    import hashlib
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"gdb index file {path}: no such file")
+    content = path.read_bytes()
+    seen: dict[int, int] = {}
+    for n, raw in enumerate(content.decode("utf-8", "replace").splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = line.split()
+        if not (parts[0].isascii() and parts[0].isdigit()) or int(parts[0]) < 1:
+            raise ValueError(f"{path}:{n}: expected a gdb index (a positive integer), got {parts[0][:40]!r}")
+        if split is not None:
+            if len(parts) < 2:
+                raise ValueError(f"{path}:{n}: a split filter ({split!r}) needs a second column with the split")
+            if parts[1] != split:
+                continue
+        idx = int(parts[0])
+        if idx in seen:
+            raise ValueError(f"{path}:{n}: gdb index {idx} repeats line {seen[idx]}")
+        seen[idx] = n
+    if not seen:
+        raise ValueError(f"{path}: no gdb index selected" + (f" for split {split!r}" if split else ""))
+    return np.asarray(sorted(seen), dtype=np.int64), hashlib.sha256(content).hexdigest()
 
 
 def _first_split(manifest: dict) -> str:
