@@ -5,8 +5,6 @@ document before writing it; the leaderboard checks submissions against the same 
 from __future__ import annotations
 
 import datetime as _dt
-import hashlib
-import io
 import json
 import os
 import platform
@@ -150,15 +148,39 @@ def package_versions() -> dict:
                "scikit-image"))
 
 
-def npz_bytes(arrays: dict) -> bytes:
-    """Serialize arrays as a compressed .npz (numeric/str arrays only: no pickle). Deterministic
-    bytes; read back with ``np.load(path, allow_pickle=False)``."""
-    for k, v in arrays.items():
-        if np.asarray(v).dtype.hasobject:
-            raise ValueError(f"prediction array {k!r} has objects; only numeric/str arrays are stored")
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
-    return buf.getvalue()
+def write_npz(path: Path, arrays: dict) -> tuple[str, int]:
+    """Write arrays as a compressed ``.npz`` (numeric/str arrays only: no pickle), streamed
+    member by member (a disk-backed array is never loaded whole), with fixed zip timestamps so
+    equal arrays give equal bytes; written to a temporary file and renamed. Read back with
+    ``np.load(path, allow_pickle=False)``.
+
+    Returns:
+        (sha256 hex digest, size in bytes) of the file.
+    Raises:
+        ValueError: for an array of Python objects.
+    """
+    import os
+    import zipfile
+
+    from builders.tario import sha256_file
+
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED, allowZip64=True) as zf:
+            for name, value in arrays.items():
+                array = value if isinstance(value, np.ndarray) else np.asarray(value)
+                if array.dtype.hasobject:
+                    raise ValueError(f"array {name!r} has objects; only numeric/str arrays are stored")
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                with zf.open(info, "w", force_zip64=True) as member:
+                    np.lib.format.write_array(member, array, allow_pickle=False)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return sha256_file(path), path.stat().st_size
 
 
 def write_results(out_dir: Path, task, variant: str | None, model_name: str, model_target: str, n_params: int,
@@ -178,7 +200,6 @@ def write_results(out_dir: Path, task, variant: str | None, model_name: str, mod
     out_dir = Path(out_dir)
     safe_model = "".join(c if c.isalnum() or c in "-_" else "-" for c in model_name)
     stem = f"{task.name}-{variant}-{safe_model}" if variant else f"{task.name}-{safe_model}"
-    pred_bytes = npz_bytes(run["predictions"])
     pred_path = out_dir / f"{stem}.predictions.npz"
     doc = {
         "schema_version": SCHEMA_VERSION,
@@ -187,17 +208,19 @@ def write_results(out_dir: Path, task, variant: str | None, model_name: str, mod
         "model": {"name": model_name, "import": model_target, "parameters": int(n_params)},
         "protocol": run["protocol"],
         "metrics": {"per_seed": run["per_seed"], "aggregate": run["aggregate"]},
-        "predictions": {"file": pred_path.name, "sha256": hashlib.sha256(pred_bytes).hexdigest(),
-                        "bytes": len(pred_bytes)},
+        "predictions": {"file": pred_path.name, "sha256": None, "bytes": None},
         "environment": {"hardware": hardware(), "packages": package_versions(), "python": platform.python_version()},
         "wall_time_s": round(float(wall_time_s), 3),
         "command": " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.run", *sys.argv[1:]]),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
     }
+    probe = {**doc, "predictions": {"file": pred_path.name, "sha256": "0" * 64, "bytes": 0}}
+    validate_results(json.loads(json.dumps(probe, allow_nan=False)))  # before anything is written
+    out_dir.mkdir(parents=True, exist_ok=True)
+    digest, size = write_npz(pred_path, run["predictions"])
+    doc["predictions"].update(sha256=digest, bytes=size)
     text = json.dumps(doc, indent=2, sort_keys=False, allow_nan=False) + "\n"
     validate_results(json.loads(text))
-    out_dir.mkdir(parents=True, exist_ok=True)
-    pred_path.write_bytes(pred_bytes)
     path = out_dir / f"{stem}.json"
     path.write_text(text)
     return path

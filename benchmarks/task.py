@@ -19,27 +19,13 @@ arguments, never environment variables.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import numpy as np
 
 
-@dataclass(frozen=True)
-class Metric:
-    """One reported metric.
-
-    Attributes:
-        name: key in the results' per-seed and aggregate dicts (for nested metrics, the path
-            joined by ``/``, e.g. ``mae/mu``).
-        unit: unit of the value ("Debye", "Angstrom", "%", "dimensionless", ...).
-        lower_is_better: direction (None when a metric is reported for information only).
-        definition: one line saying exactly what is computed.
-    """
-
-    name: str
-    unit: str
-    lower_is_better: bool | None
-    definition: str
+# A task's metrics are ``benchmarks.metrics.catalog.MetricSpec`` records (name, unit,
+# lower_is_better, definition, function): one record type for the metrics package and the tasks.
+from .metrics.catalog import MetricSpec as Metric  # noqa: E402
 
 
 def _stat(values: list) -> dict:

@@ -1,16 +1,19 @@
-"""The density-reconstruction task: reconstruct electron-density grids of the test split of
-pubchem-hf-density (or qm9-hf-density) and score them against the benchmark's own references.
+"""The density-reconstruction task: reconstruct electron-density grids of a fixed, pinned set of
+test molecules and score them against the benchmark's own references.
 
-Data. The test split (the project's identity-hash split, ``builders.splits``) of the release
-of the data variant (:data:`VARIANTS`: ``pubchem`` -> pubchem-hf-density, ``qm9`` ->
-qm9-hf-density) under ``<data root>/densegen/<release>``, in release (shard) order; the
-variant and the data root are arguments. ``--quick`` takes the first :data:`QUICK_SIZE` test samples. When the release
-is missing, a small one is built first (one line says so; see :func:`auto_build`): for
-pubchem-hf-density the first 6 embedded PubChem SMILES whose InChIKey is in the test split and
-that have <= 5 heavy atoms, with 3 ETKDG conformers instead of the paper's 50 (speed: ~40 s on
-2 busy cores); for qm9-hf-density the shortest QM9 prefix holding 6 test molecules. What was
-built is recorded in the results (``protocol.auto_build``, ``release.parameters``); such a run
-is a smoke test on a toy test set, not a leaderboard number.
+Data (a variant, ranked separately; the variant and the data root are arguments):
+
+* ``qm9``: the 1,000 qm9-small test molecules, RHF/STO-3G on their QM9 geometries through the
+  qm9-hf-density builder;
+* ``pubchem``: 200 pubchem-hf-density test-split molecules, RHF/STO-3G on their committed final
+  geometries (after the paper's conformer search and MINDO3), so rebuilding them is RHF only.
+
+On first use the densities are built under ``<data root>/densegen-benchmarks/`` (a progress
+bar; resumable), and on every run each sample is checked against the pinned table of RHF
+energies (within 1e-6 Ha), electron counts and InChIKeys (``benchmarks.pinned_data``).
+``--quick`` takes (and builds) only the first :data:`QUICK_SIZE` molecules. The run streams:
+one batch of grids in memory at a time, the grids on disk for the pooled metrics and the
+predictions file.
 
 Grids. Each sample is rendered with ``builders.density.render_density`` (electrons/Bohr^3) on
 its own frame: full task = the sample's ``grid_shape`` (the seed's 128^3 over the bounding box
@@ -34,18 +37,20 @@ Metrics (per sample, then the mean over samples; ``benchmarks.metrics``), for bo
 * ``psnr``: 10 log10(L^2 / MSE) dB, L = max of the transformed reference (per sample);
   identical grids give +inf, written as ``null`` (JSON has no infinity).
 * ``mae``: mean |T(rho_hat) - T(rho)| over voxels.
-* ``fid_<x>``, ``kid_<x>`` (and ``kid_std_<x>``) with both torch-fidelity extractors,
-  ``x = slice_rows`` (``densegen-slice-rows``: seed-compatible slice-row features, 384 rows per
-  grid) and ``x = 3dnet`` (``densegen-3dnet-v1``: the fixed, checksummed random 3D net, one
-  64-vector per grid); KID: 100 subsets of min(1000, n features) features, polynomial kernel
-  degree 3, coef0 1, gamma 1/dim, rng seed 2020 (``benchmarks.metrics.fidelity``). Between the
-  set of references and the set of reconstructions; needs >= 2 samples; features on the CPU.
+* ``fid_<x>``, ``kid_<x>`` (and ``kid_std_<x>``): UNPAIRED FID/KID between
+  the set of references and the set of reconstructions (all feature vectors pooled; a model
+  returning another molecule's density can score well on them), with ``x = central_rows``
+  (``densegen-central-slice-rows``) and ``x = 3dnet`` (``densegen-3dnet-v1``); KID 100 subsets,
+  polynomial kernel (``benchmarks.metrics.fidelity``).
+* ``seed_fid``, ``seed_kid``, ``seed_ssim``, ``seed_ms_ssim``, ``seed_psnr``, ``seed_mae``: what
+  the authors' evaluation computes, per molecule on log(rho + 1) and PAIRED
+  (``benchmarks.metrics.seed``); identical grids give exactly FID 0, KID 0, SSIM 1.
 * ``lpips``: unweighted VGG16 LPIPS on 3 central slices (``benchmarks.metrics.lpips``) when
   a local VGG16 weights file is given (``--lpips-weights``); otherwise ``null`` and the skip
   message in the protocol.
 
-Physical metrics, raw density only: ``nmae`` = sum|rho_hat - rho| / sum rho (a fraction; the
-primary metric, lower is better); ``electron_count_error`` = |N(rho_hat) - N(rho)| electrons on
+Physical metrics, raw density only: ``nmae`` = 100 sum|rho_hat - rho| / sum rho per molecule (in
+percent, as the density-learning literature reports it; the primary metric, lower is better); ``electron_count_error`` = |N(rho_hat) - N(rho)| electrons on
 the same grid; ``electron_count_error_vs_true`` = |N(rho_hat) - n_electrons| against the
 molecule's true electron count (includes the grid's own quadrature and box error, which is
 also reported as ``reference_electron_count_error`` for scale); ``dipole_error_debye`` =
@@ -56,8 +61,7 @@ Predictions file (npz, no pickle): ``keys`` (B,) str sample keys in task order;
 reconstructions, flattened in C order and concatenated (full task: 4 MiB per 128^3 sample).
 :func:`score_predictions` re-renders the references of the variant the results record under
 the data root it is given and recomputes every metric from them.
-The metrics are deterministic: 1 seed (``--seeds`` is ignored). KID is the unbiased estimator:
-it can be slightly negative, and for identical sets it is ~0 only relative to its std.
+The metrics are deterministic: 1 seed (``--seeds`` is ignored).
 """
 from __future__ import annotations
 
@@ -66,21 +70,22 @@ import json
 import math
 import os
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import torch
 from tqdm import tqdm
 
-from builders.build import release_dir
 
 from .task import Metric, Task, finite_or_none
 
-VARIANTS = {"pubchem": "pubchem-hf-density", "qm9": "qm9-hf-density"}  # data variant -> release
+VARIANTS = ("qm9", "pubchem")  # data variants, ranked separately
 QUICK_SIZE = 8
 QUICK_SHAPE = (32, 32, 32)
 BATCH_SIZE = 4
 TRANSFORMS = ("raw", "log1p")
-EXTRACTOR_TAGS = {"slice_rows": "densegen-slice-rows", "3dnet": "densegen-3dnet-v1"}
+EXTRACTOR_TAGS = {"central_rows": "densegen-central-slice-rows", "3dnet": "densegen-3dnet-v1"}
+SEED_NAMES = ("seed_fid", "seed_kid", "seed_ssim", "seed_ms_ssim", "seed_psnr", "seed_mae")
 SSIM = {"win_size": 11, "sigma": 1.5}
 MS_SSIM = {"win_size": 7, "sigma": 1.5}
 KID = {"subsets": 100, "degree": 3, "coef0": 1.0, "rng_seed": 2020}
@@ -88,142 +93,119 @@ LPIPS_CHUNK = 16
 FLOAT16_MAX = 65504.0
 PRIMARY = "nmae"
 
-# The release the runner builds when none is present (see auto_build).
-AUTO_BUILD = {"n_molecules": 6, "max_heavy_atoms": 5, "n_conformers": 3, "seed": 0}
 
 
 def metric_names() -> tuple[str, ...]:
-    """Every metric key of a per-seed result (and of the aggregate), in a fixed order."""
-    names = []
+    """Every metric key of a per-seed result (and of the aggregate), in a fixed order: the
+    primary NMAE first. Names, units and definitions: ``benchmarks.metrics.catalog``."""
+    names = ["nmae", "electron_count_error", "electron_count_error_vs_true", "reference_electron_count_error",
+             "dipole_error"]
     for t in TRANSFORMS:
         names += [f"ssim_{t}", f"ms_ssim_{t}", f"psnr_{t}", f"mae_{t}"]
         for x in EXTRACTOR_TAGS:
             names += [f"fid_{x}_{t}", f"kid_{x}_{t}", f"kid_std_{x}_{t}"]
         names.append(f"lpips_{t}")
-    names += ["nmae", "electron_count_error", "electron_count_error_vs_true", "reference_electron_count_error",
-              "dipole_error_debye"]
+    names += list(SEED_NAMES)
     return tuple(names)
 
 
 # --------------------------------------------------------------------------- data
-def auto_build_smiles(n: int = AUTO_BUILD["n_molecules"], max_heavy_atoms: int = AUTO_BUILD["max_heavy_atoms"]):
-    """The first ``n`` embedded PubChem molecules (file order) whose InChIKey is in the test split
-    and that have at most ``max_heavy_atoms`` heavy atoms; list of (input key, SMILES)."""
-    from rdkit import Chem
-
-    from builders.identity import inchikey_of_smiles
-    from builders.sources import pubchem_inputs
-    from builders.splits import assign_split
-
-    out = []
-    for item in pubchem_inputs()[0]:
-        mol = Chem.MolFromSmiles(item.text)
-        if mol is None or mol.GetNumHeavyAtoms() > max_heavy_atoms:
-            continue
-        if assign_split(inchikey_of_smiles(item.text)) == "test":
-            out.append((item.key, item.text))
-            if len(out) == n:
-                break
-    return out
+CACHE = "densegen-benchmarks"  # under the data root: the data the task builds on first use
 
 
-def _qm9_limit(n: int) -> int:
-    """Smallest --limit (QM9 inputs in gdb order) that holds ``n`` test-split molecules."""
-    from builders.identity import inchikey_of_smiles
-    from builders.sources import qm9_inputs
-    from builders.splits import assign_split
+def test_records(variant: str, quick: bool) -> tuple[list[dict], str]:
+    """The variant's pinned test molecules, in task order (quick: the first QUICK_SIZE), and the
+    sha256 of the pinned table they come from.
 
-    found = 0
-    for i, item in enumerate(qm9_inputs()):
-        if assign_split(inchikey_of_smiles(item.text)) == "test":
-            found += 1
-            if found == n:
-                return i + 1
-    raise ValueError("QM9 has fewer test molecules than asked for")
+    Each record has at least ``key``, ``n_electrons`` and ``rhf_energy_hartree``.
+    """
+    from .pinned_data import load_density_pubchem, load_density_qm9
+
+    if variant == "qm9":
+        table, digest = load_density_qm9()
+        records = list(table.values())
+    else:
+        records, digest = load_density_pubchem()
+    return (records[:QUICK_SIZE] if quick else records), digest
 
 
-def auto_build(root: Path, release: str, progress: bool = True) -> dict:
-    """Build the small release the runner uses when ``<root>/densegen/<release>`` is missing.
+def _cache_dir(data_root, variant: str, quick: bool) -> Path:
+    return Path(data_root) / CACHE / (f"density-{variant}-v1" + ("-quick" if quick else ""))
 
-    pubchem-hf-density: the molecules of :func:`auto_build_smiles` (written to
-    ``<root>/densegen/.auto-inputs/<release>.smi`` and built with ``--input`` that file and
-    ``n_conformers`` = ``AUTO_BUILD["n_conformers"]`` instead of 50: all of them land in the test
-    split). qm9-hf-density: ``--limit`` = the smallest prefix of QM9 holding that many test
-    molecules (RHF on the QM9 geometries, no conformer search).
+
+def prepare_data(data_root, variant: str, quick: bool, progress: bool = True) -> dict:
+    """Build on first use, and verify on every run, the variant's test samples under
+    ``<data_root>/densegen-benchmarks/density-<variant>-v1[-quick]/``: RHF/STO-3G of the pinned
+    molecules (qm9: on the QM9 geometries through the qm9-hf-density builder; pubchem: on the
+    committed final geometries), each checked against the pinned table (energy within 1e-6 Ha,
+    electron count, InChIKey). Quick runs build and use only the first QUICK_SIZE molecules.
 
     Returns:
-        a description of what was built (recorded in the results' protocol).
+        what the results record about the data (table, its sha256, molecule count, cache folder).
+    Raises:
+        benchmarks.pinned_data.PinnedDataError: a pinned file changed or a sample does not match.
     """
-    from builders.build import build_release
-    from builders.registry import get_release
+    from .pinned_data import (QM9_SMALL_SHA256, PinnedDataError, build_qm9_density, ensure_pubchem_density,
+                              verify_qm9_density_release)
 
-    spec = get_release(release)
-    n = AUTO_BUILD["n_molecules"]
-    if release == "pubchem-hf-density":
-        chosen = auto_build_smiles(n, AUTO_BUILD["max_heavy_atoms"])
-        inputs = (Path(root) / "densegen" / ".auto-inputs" / f"{release}.smi").resolve()
-        inputs.parent.mkdir(parents=True, exist_ok=True)
-        inputs.write_text("".join(f"{smi} {key}\n" for key, smi in chosen))
-        params, limit = {"input": str(inputs), "n_conformers": AUTO_BUILD["n_conformers"]}, None
-        what = {"inputs": [key for key, _ in chosen], "smiles": [smi for _, smi in chosen],
-                "selection": (f"first {n} embedded PubChem SMILES in the test split with <= "
-                              f"{AUTO_BUILD['max_heavy_atoms']} heavy atoms"),
-                "n_conformers": AUTO_BUILD["n_conformers"]}
+    records, digest = test_records(variant, quick)
+    folder = _cache_dir(data_root, variant, quick)
+    if variant == "pubchem":
+        if progress and not (folder / "index.json").is_file():
+            print(f"density-reconstruction [pubchem]: building the {len(records)} pinned test densities (RHF/STO-3G on "
+                  f"the committed geometries) under {folder} (first use)", flush=True)
+        ensure_pubchem_density(folder, records, progress=progress)
+    elif quick:
+        from builders.build import build_release, release_dir
+        from builders.registry import get_release
+
+        release = release_dir(folder, "qm9-hf-density")
+        if not (release / "manifest.json").is_file() or (release / ".build").exists():
+            keys = folder / "gdb-indices.txt"
+            folder.mkdir(parents=True, exist_ok=True)
+            keys.write_text("".join(f"{r['gdb_index']}\ttest\n" for r in records))
+            spec = get_release("qm9-hf-density")
+            build_release(spec, folder, spec.resolve_params({"gdb_indices": str(keys)}), progress=progress)
+        problems = verify_qm9_density_release(release, table={r["key"]: r for r in records})
+        if problems:
+            raise PinnedDataError(f"{release}: {problems[0]}")
     else:
-        limit = _qm9_limit(n)
-        params = {}
-        what = {"selection": f"the first {limit} QM9 molecules (gdb order), {n} of them in the test split"}
-    build_release(spec, root, params, seed=AUTO_BUILD["seed"], limit=limit, progress=progress)
-    return {"release": release, "limit": limit, "params": params, **what}
+        if progress and not (folder / "densegen" / "qm9-hf-density" / "manifest.json").is_file():
+            print(f"density-reconstruction [qm9]: building the {len(records)} pinned test densities (RHF/STO-3G on the "
+                  f"QM9 geometries of the qm9-small test split, key file {QM9_SMALL_SHA256[:12]}...) under {folder} "
+                  f"(first use; resumable)", flush=True)
+        build_qm9_density(folder, workers=max(1, min(2, os.cpu_count() or 1)), progress=progress)
+    name = "density-qm9-v1.tsv" if variant == "qm9" else "density-pubchem-v1.jsonl"
+    return {"name": f"benchmarks/data/{name}", "sha256": digest, "molecules": len(records), "variant": variant,
+            "cache": str(folder.relative_to(Path(data_root))) if folder.is_relative_to(Path(data_root)) else str(folder)}
 
 
-def ensure_release(root: Path, release: str, progress: bool = True) -> dict | None:
-    """Build the small release first when ``<root>/densegen/<release>`` has no manifest (printing
-    one line saying so); returns :func:`auto_build`'s description, or None when present."""
-    path = release_dir(root, release)
-    if (path / "manifest.json").is_file():
-        return None
-    n = AUTO_BUILD["n_molecules"]
-    what = (f"{n} embedded PubChem molecules of the test split with <= {AUTO_BUILD['max_heavy_atoms']} heavy atoms, "
-            f"{AUTO_BUILD['n_conformers']} conformers each" if release == "pubchem-hf-density"
-            else f"the first QM9 molecules up to {n} of the test split, RHF on the QM9 geometries")
-    print(f"density-reconstruction: no {release} release at {path}; building a small one first ({what}; "
-          f"about a minute)", flush=True)
-    return auto_build(root, release, progress)
-
-
-def read_test_samples(root: Path, release: str, quick: bool) -> list[dict]:
-    """Test-split samples of the release in release order (quick: the first QUICK_SIZE), with the
-    ``meta`` scalars also at top level.
+def iter_test_samples(data_root, variant: str, quick: bool) -> Iterator[dict]:
+    """Stream the variant's prepared test samples in task order (one in memory at a time), with
+    the ``meta`` scalars also at top level.
 
     Raises:
-        FileNotFoundError: no release. ValueError: no test samples.
+        ValueError: when the prepared samples are not the pinned ones, in order.
     """
+    from builders.build import release_dir
     from builders.reader import iter_release
 
-    samples = []
-    for s in iter_release(release_dir(root, release), "test"):
-        samples.append({**s.get("meta", {}), **s})
-        if quick and len(samples) == QUICK_SIZE:
-            break
-    if not samples:
-        raise ValueError(f"{release_dir(root, release)} has no test samples")
-    return samples
+    from .pinned_data import iter_pubchem_density
 
-
-def release_info(root: Path, release: str) -> dict:
-    """What the results file records about the release: version, parameters, test shards."""
-    path = release_dir(root, release)
-    raw = (path / "manifest.json").read_bytes()
-    m = json.loads(raw)
-    keep = ("limit", "input", "n_conformers", "seed", "semiempirical", "grid_shape", "margin_bohr", "spacing_bohr",
-            "cubic")
-    return {"name": release, "version": m.get("release_version"), "path": str(path),
-            "manifest_sha256": hashlib.sha256(raw).hexdigest(),
-            "parameters": {k: m["parameters"].get(k) for k in keep if k in m["parameters"]},
-            "test_samples": m["splits"]["test"]["samples"],
-            "test_shards": [{"path": sh["path"], "sha256": sh["sha256"]} for sh in m["shards"]
-                            if sh["split"] == "test" and sh["config"] == "compact"]}
+    records, _ = test_records(variant, quick)
+    folder = _cache_dir(data_root, variant, quick)
+    if variant == "pubchem":
+        samples = iter_pubchem_density(folder, records)
+    else:
+        samples = iter_release(release_dir(folder, "qm9-hf-density"), "test")
+    n = 0
+    for rec, s in zip(records, samples):
+        if s["__key__"] != rec["key"]:
+            raise ValueError(f"{folder}: sample {s['__key__']} where the pinned order has {rec['key']}")
+        n += 1
+        yield {**s.get("meta", {}), **s}
+    if n != len(records):
+        raise ValueError(f"{folder}: {n} prepared test samples, the pinned table has {len(records)}")
 
 
 def task_shape(sample: dict, quick: bool) -> tuple[int, int, int]:
@@ -267,76 +249,98 @@ def _check_values(g: np.ndarray, key: str) -> None:
 
 
 # --------------------------------------------------------------------------- scoring
-class _LazyGrids(torch.utils.data.Dataset):
-    """Grids (float16 arrays) transformed on access: the whole set never exists in float64."""
+class GridStore:
+    """A disk-backed (memmap, float16) array of N grids of one shape: the set-level metrics read
+    it one grid at a time, so a run's memory does not grow with its number of grids."""
 
-    def __init__(self, grids: list[np.ndarray], transform: str):
-        self.grids, self.transform = grids, transform
+    def __init__(self, folder: Path, name: str, n: int, shape):
+        self.array = np.lib.format.open_memmap(Path(folder) / f"{name}.npy", mode="w+", dtype=np.float16,
+                                               shape=(n, *shape))
 
     def __len__(self) -> int:
-        return len(self.grids)
+        return self.array.shape[0]
 
-    def __getitem__(self, i) -> torch.Tensor:
-        from benchmarks.metrics.density import apply_transform
-
-        return apply_transform(self.grids[i].astype(np.float64), self.transform)[0]
-
-    def same_shape(self) -> bool:
-        return len({g.shape for g in self.grids}) == 1
+    def __getitem__(self, i) -> np.ndarray:
+        return self.array[i]
 
 
-def fidelity(real: list[np.ndarray], fake: list[np.ndarray], extractor: str, transform: str) -> dict:
-    """FID and KID between reference and reconstructed grid sets through torch-fidelity.
+class DensityScorer:
+    """Streams (reference, reconstruction) pairs: per-sample metrics as they come, the grids
+    into :class:`GridStore` s for the pooled FID/KID at the end.
 
-    The same call and settings as ``benchmarks.metrics.fidelity.fidelity_metrics`` (KID subset
-    size min(1000, n features), polynomial kernel, rng seed 2020, no cache), on lazily
-    transformed datasets so that 128^3 test sets fit in memory. Features are always extracted
-    on the CPU (cheap next to KID), so the numbers do not depend on the device a run had and a
-    CPU re-score reproduces them.
-
-    Returns:
-        {"fid", "kid_mean", "kid_std"} floats.
+    Args:
+        n: number of samples; shape: (X, Y, Z) of every grid; folder: where the stores live.
+        vgg16_weights: local VGG16 weights for LPIPS (None: LPIPS is null).
     """
-    import torch_fidelity
 
-    from benchmarks.metrics import features
+    def __init__(self, n: int, shape, folder: Path, vgg16_weights=None):
+        self.n, self.shape = n, tuple(shape)
+        self.refs = GridStore(folder, "references", n, shape)
+        self.preds = GridStore(folder, "reconstructions", n, shape)
+        self.per = {k: [] for k in metric_names() if not k.startswith(("fid_", "kid_", "lpips_"))}
+        self.lpips = {t: [] for t in TRANSFORMS}
+        self.vgg16_weights = vgg16_weights
+        self.count = 0
 
-    if len(real) < 2:
-        raise ValueError("FID/KID need at least 2 samples")
-    r, f = _LazyGrids(real, transform), _LazyGrids(fake, transform)
-    per_sample = 3 * features.SLICE_SIZE if extractor == features.SLICE_ROWS else 1
-    out = torch_fidelity.calculate_metrics(
-        input1=f, input2=r, feature_extractor=extractor, fid=True, kid=True,
-        kid_subsets=KID["subsets"], kid_subset_size=min(1000, len(r) * per_sample, len(f) * per_sample),
-        kid_kernel="poly", kid_kernel_poly_degree=KID["degree"], kid_kernel_poly_gamma=None,
-        kid_kernel_poly_coef0=KID["coef0"], rng_seed=KID["rng_seed"],
-        batch_size=16 if (r.same_shape() and f.same_shape()) else 1,
-        cuda=False, cache=False, save_cpu_ram=True, verbose=False)
-    return {"fid": float(out["frechet_inception_distance"]), "kid_mean": float(out["kernel_inception_distance_mean"]),
-            "kid_std": float(out["kernel_inception_distance_std"])}
+    def add(self, ref: np.ndarray, pred: np.ndarray, origin, axes, atoms, n_electrons: int) -> None:
+        """Score one pair: (X, Y, Z) float16 grids (e/Bohr^3) on the frame (origin, axes) (Bohr),
+        atoms = (atomic numbers (N,), positions (N, 3) Angstrom), the molecule's electron count."""
+        from benchmarks.metrics import density as dm
+        from benchmarks.metrics.seed import seed_metrics
+        from benchmarks.metrics.ssim import ms_ssim3d, ssim3d
 
+        if ref.shape != self.shape or pred.shape != self.shape:
+            raise ValueError(f"grids of shape {ref.shape} / {pred.shape}, the task's are {self.shape}")
+        self.refs.array[self.count] = ref
+        self.preds.array[self.count] = pred
+        self.count += 1
+        r = torch.from_numpy(ref.astype(np.float64))
+        p = torch.from_numpy(pred.astype(np.float64))
+        per = self.per
+        for t in TRANSFORMS:
+            per[f"ssim_{t}"].append(ssim3d(p, r, transform=t, **SSIM))
+            per[f"ms_ssim_{t}"].append(ms_ssim3d(p, r, transform=t, **MS_SSIM))
+            per[f"psnr_{t}"].append(dm.psnr(p, r, transform=t))
+            per[f"mae_{t}"].append(dm.mae(p, r, transform=t))
+        per["nmae"].append(dm.nmae(p, r))
+        n_pred, n_ref = (float(dm.electron_count(g, axes)[0]) for g in (p, r))
+        per["electron_count_error"].append(dm.electron_count_error(p, r, axes))
+        per["electron_count_error_vs_true"].append(abs(n_pred - n_electrons))
+        per["reference_electron_count_error"].append(abs(n_ref - n_electrons))
+        per["dipole_error"].append(dm.dipole_error(p, r, origin, axes, *atoms))
+        for name, value in seed_metrics(p, r, reduction="none").items():
+            per[name].append(float(np.asarray(value).ravel()[0]))
+        if self.vgg16_weights:
+            from benchmarks.metrics.lpips import lpips_slices
 
-def _lpips(real: list[np.ndarray], fake: list[np.ndarray], transform: str, vgg16_weights):
-    """Mean slice LPIPS over the set (chunks of LPIPS_CHUNK same-shape pairs); None when skipped."""
-    from benchmarks.metrics.lpips import lpips_slices
+            for t in TRANSFORMS:
+                res = lpips_slices(ref.astype(np.float64), pred.astype(np.float64),
+                                   vgg16_weights_path=self.vgg16_weights, transform=t)
+                self.lpips[t].append(None if res.skipped else res.value)
 
-    if not vgg16_weights:
-        return None
-    total, n = 0.0, 0
-    for a in range(0, len(real), LPIPS_CHUNK):
-        rs, fs = real[a:a + LPIPS_CHUNK], fake[a:a + LPIPS_CHUNK]
-        groups: dict = {}
-        for r, f in zip(rs, fs):
-            groups.setdefault(r.shape, []).append((r, f))
-        for pairs in groups.values():
-            res = lpips_slices(np.stack([p[0] for p in pairs]).astype(np.float64),
-                               np.stack([p[1] for p in pairs]).astype(np.float64), transform=transform,
-                               vgg16_weights_path=vgg16_weights)
-            if res.skipped:
-                return None
-            total += res.value * len(pairs)
-            n += len(pairs)
-    return total / n
+    def finish(self) -> dict:
+        """{metric: mean over samples (float or None)} plus the pooled set metrics."""
+        from benchmarks.metrics.fidelity import fidelity_metrics
+
+        if self.count != self.n:
+            raise ValueError(f"{self.count} samples scored, {self.n} expected")
+        out = {}
+        for k, v in self.per.items():
+            a = np.asarray(v, np.float64)
+            out[k] = finite_or_none(a.mean()) if np.isfinite(a).all() else None  # +inf PSNR, undefined MS-SSIM
+        for t in TRANSFORMS:
+            vals = self.lpips[t]
+            out[f"lpips_{t}"] = None if not vals or any(v is None for v in vals) else float(np.mean(vals))
+            for tag, extractor in EXTRACTOR_TAGS.items():
+                if self.n < 2:
+                    fk = {"fid": None, "kid_mean": None, "kid_std": None}
+                else:
+                    fk = fidelity_metrics(self.refs, self.preds, extractor, t, kid_subsets=KID["subsets"],
+                                          kid_degree=KID["degree"], kid_coef0=KID["coef0"], rng_seed=KID["rng_seed"])
+                out[f"fid_{tag}_{t}"] = finite_or_none(fk["fid"])
+                out[f"kid_{tag}_{t}"] = finite_or_none(fk["kid_mean"])
+                out[f"kid_std_{tag}_{t}"] = finite_or_none(fk["kid_std"])
+        return {k: out[k] for k in metric_names()}
 
 
 def lpips_status(vgg16_weights) -> dict:
@@ -349,216 +353,178 @@ def lpips_status(vgg16_weights) -> dict:
     return {"skipped": False, "message": f"{VARIANT} on 3 central slices, weights {vgg16_weights}"}
 
 
-def score_grids(references: list[np.ndarray], predictions: list[np.ndarray], frames: list[tuple],
-                atoms: list[tuple], n_electrons: list[int], progress: bool = False, vgg16_weights=None) -> dict:
-    """Every metric of the task for paired grid lists.
-
-    Args:
-        references, predictions: lists of (X, Y, Z) float16 grids, e/Bohr^3, pairwise on one frame.
-        frames: per sample (origin (3,), axes (3, 3)), Bohr.
-        atoms: per sample (atomic_numbers (N,), positions (N, 3) Angstrom).
-        n_electrons: per sample the molecule's true electron count.
-    Returns:
-        {metric name: float or None} (see the module docstring and :func:`metric_names`).
-    """
-    from benchmarks.metrics import density as dm
-    from benchmarks.metrics.ssim import ms_ssim3d, ssim3d
-
-    per = {k: [] for k in metric_names() if not k.startswith(("fid_", "kid_", "lpips_"))}
-    for ref, pred, (origin, axes), (z, pos), n_el in tqdm(
-            list(zip(references, predictions, frames, atoms, n_electrons)), desc="score", disable=not progress,
-            unit="grid"):
-        r = torch.from_numpy(ref.astype(np.float64))
-        p = torch.from_numpy(pred.astype(np.float64))
-        for t in TRANSFORMS:
-            per[f"ssim_{t}"].append(ssim3d(p, r, transform=t, **SSIM))
-            per[f"ms_ssim_{t}"].append(ms_ssim3d(p, r, transform=t, **MS_SSIM))
-            per[f"psnr_{t}"].append(dm.psnr(p, r, transform=t))
-            per[f"mae_{t}"].append(dm.mae(p, r, transform=t))
-        per["nmae"].append(dm.nmae(p, r))
-        n_pred, n_ref = (float(dm.electron_count(g, axes)[0]) for g in (p, r))
-        per["electron_count_error"].append(dm.electron_count_error(p, r, axes))
-        per["electron_count_error_vs_true"].append(abs(n_pred - n_el))
-        per["reference_electron_count_error"].append(abs(n_ref - n_el))
-        per["dipole_error_debye"].append(dm.dipole_error(p, r, origin, axes, z, pos))
-    out = {k: finite_or_none(float(np.mean(v))) for k, v in per.items()}
-    for t in TRANSFORMS:
-        for tag, extractor in EXTRACTOR_TAGS.items():
-            fk = fidelity(references, predictions, extractor, t)
-            out[f"fid_{tag}_{t}"] = finite_or_none(fk["fid"])
-            out[f"kid_{tag}_{t}"] = finite_or_none(fk["kid_mean"])
-            out[f"kid_std_{tag}_{t}"] = finite_or_none(fk["kid_std"])
-        out[f"lpips_{t}"] = _lpips(references, predictions, t, vgg16_weights)
-    return {k: out[k] for k in metric_names()}
-
-
 def _sample_atoms(s: dict) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(s["atomic_numbers"]).astype(np.int64), np.asarray(s["positions"], np.float64)
 
 
+def _model_input(s: dict, rho: np.ndarray, origin, axes) -> dict:
+    return {**s, "grid": rho.astype(np.float32), "grid_origin": origin.copy(), "grid_axes": axes.copy(),
+            "grid_shape": np.asarray(rho.shape, np.int32)}
+
+
 # --------------------------------------------------------------------------- runner
 def run(model, data_root: Path, variant: str, quick: bool = False, progress: bool = True,
-        vgg16_weights=None) -> dict:
-    """Run the density-reconstruction task with ``model.reconstruct``.
+        vgg16_weights=None, work_dir=None) -> dict:
+    """Run the density-reconstruction task with ``model.reconstruct``, streaming: one batch of
+    grids in memory at a time; the grids go to disk (``work_dir``, default a temporary folder)
+    for the pooled metrics and the predictions file.
 
     Args:
         model: has ``reconstruct(batch) -> list of (X, Y, Z) grids`` (see the module docstring).
-        data_root: folder holding ``densegen/<release>`` (built small first when missing).
-        variant: ``"pubchem"`` or ``"qm9"`` (:data:`VARIANTS`).
+        data_root: where the variant's data is built on first use and cached (:func:`prepare_data`).
+        variant: ``"pubchem"`` or ``"qm9"``.
         quick: the first QUICK_SIZE test samples on QUICK_SHAPE grids.
         vgg16_weights: local VGG16 weights file for LPIPS (None: LPIPS is null).
     Returns:
-        {"protocol", "per_seed", "predictions", "release"}; the metrics are deterministic (one seed, 0).
+        {"protocol", "per_seed", "predictions", "release"}; the metrics are deterministic (one
+        seed, 0). ``predictions["grid_values"]`` is a disk-backed array (valid until the
+        temporary folder is removed, i.e. for the life of the returned dict's ``_work`` entry).
     """
-    root = Path(data_root)
-    release = VARIANTS[variant]
-    built = ensure_release(root, release, progress)
-    samples = read_test_samples(root, release, quick)
-    refs, preds, frames = [], [], []
-    bar = tqdm(total=len(samples), desc="render+reconstruct", disable=not progress, unit="grid")
-    for a in range(0, len(samples), BATCH_SIZE):
-        batch = []
-        for s in samples[a:a + BATCH_SIZE]:
-            shape = task_shape(s, quick)
-            rho, origin, axes = render_reference(s, shape)
-            refs.append(rho)
-            frames.append((origin, axes))
-            batch.append({**s, "grid": rho.astype(np.float32), "grid_origin": origin.copy(),
-                          "grid_axes": axes.copy(), "grid_shape": np.asarray(rho.shape, np.int32)})
-        out = model.reconstruct(batch)
+    import tempfile
+
+    info = prepare_data(data_root, variant, quick, progress)
+    records, _ = test_records(variant, quick)
+    work = tempfile.TemporaryDirectory(prefix="densegen-density-", dir=work_dir)
+    scorer, keys, shape = None, [], None
+    bar = tqdm(total=len(records), desc="render+reconstruct+score", disable=not progress, unit="grid")
+    batch, refs = [], []
+
+    def flush():
+        out = model.reconstruct([b for b, _ in batch])
         if len(out) != len(batch):
             raise ValueError(f"model.reconstruct returned {len(out)} grids for {len(batch)} samples")
-        preds += [_as_prediction(g, b["grid"].shape, b["__key__"]) for g, b in zip(out, batch)]
-        bar.update(len(batch))
+        for g, (b, s) in zip(out, batch):
+            pred = _as_prediction(g, b["grid"].shape, b["__key__"])
+            scorer.add(b["grid"].astype(np.float16), pred, b["grid_origin"], b["grid_axes"], _sample_atoms(s),
+                       int(s["n_electrons"]))
+            bar.update(1)
+        batch.clear()
+
+    for s in iter_test_samples(data_root, variant, quick):
+        rho, origin, axes = render_reference(s, task_shape(s, quick))
+        if scorer is None:
+            shape = rho.shape
+            scorer = DensityScorer(len(records), shape, Path(work.name), vgg16_weights)
+        keys.append(s["__key__"])
+        batch.append((_model_input(s, rho, origin, axes), s))
+        if len(batch) == BATCH_SIZE:
+            flush()
+    if batch:
+        flush()
     bar.close()
-    metrics = score_grids(refs, preds, frames, [_sample_atoms(s) for s in samples],
-                          [int(s["n_electrons"]) for s in samples], progress=progress, vgg16_weights=vgg16_weights)
-    per_seed = [{"seed": 0, **metrics, "n_samples": len(samples)}]
+    metrics = scorer.finish()
+    per_seed = [{"seed": 0, **metrics, "n_samples": len(keys)}]
     predictions = {
-        "keys": np.array([s["__key__"] for s in samples]),
-        "grid_shapes": np.array([p.shape for p in preds], np.int64),
-        "grid_values": np.concatenate([p.ravel() for p in preds]),
+        "keys": np.array(keys),
+        "grid_shapes": np.tile(np.array(shape, np.int64), (len(keys), 1)),
+        "grid_values": scorer.preds.array.reshape(-1),
     }
     from benchmarks.metrics.ssim import ms_ssim_num_scales
 
-    shapes = sorted({p.shape for p in preds})
     protocol = {
-        "quick": quick, "seeds": [0], "variant": variant, "release": release, "n_samples": len(samples),
-        "samples": f"the test split of {release} in release order" + (f", first {QUICK_SIZE}" if quick else ""),
-        "grid": {"shape": list(QUICK_SHAPE) if quick else "each sample's own grid_shape (seed frame, 128^3)",
-                 "shapes_seen": [list(s) for s in shapes],
-                 "box": "each sample's frame box (bounding box + margin, Bohr); quick resamples the same box",
+        "quick": quick, "seeds": [0], "variant": variant, "n_samples": len(keys),
+        "samples": f"the pinned {variant} test molecules ({info['name']})" + (f", first {QUICK_SIZE}" if quick else ""),
+        "grid": {"shape": list(shape), "box": "each sample's seed frame (bounding box + 3 Bohr; quick resamples it)",
                  "units": "electrons/Bohr^3", "precision": "references and reconstructions rounded to float16; "
                                                          "the model gets the float16 reference as float32"},
         "transforms": {"raw": "rho", "log1p": "log(rho + 1), natural log (the seed's)"},
         "ssim": {**SSIM, "filter": "separable Gaussian, valid region", "K1": 0.01, "K2": 0.03,
                  "data_range": "per sample max - min of the transformed reference"},
         "ms_ssim": {**MS_SSIM, "weights": "Wang et al. 2003, truncated to the scales and renormalized",
-                    "scales": {"x".join(map(str, s)): ms_ssim_num_scales(s, MS_SSIM["win_size"]) for s in shapes},
-                    "data_range": "per sample max - min of the transformed reference, all scales"},
-        "psnr": {"data_range": "per sample max of the transformed reference",
-                 "aggregation": "mean of per-sample dB; null = +inf (identical grids)"},
-        "mae": "mean over voxels of |T(pred) - T(ref)|, mean over samples",
-        "fid_kid": {"extractors": dict(EXTRACTOR_TAGS), "between": "reference set vs reconstruction set",
-                    "kid": {**KID, "subset_size": "min(1000, feature vectors per set)", "kernel": "poly",
-                            "gamma": "1/dim"}, "library": "torch-fidelity"},
+                    "scales": ms_ssim_num_scales(shape, MS_SSIM["win_size"])},
+        "seed_metrics": "benchmarks.metrics.seed: the authors' per-molecule FID/KID/SSIM/MS-SSIM/PSNR/MAE on log(rho+1)",
+        "fid_kid": {"extractors": dict(EXTRACTOR_TAGS), "between": "reference set vs reconstruction set "
+                           "(unpaired; not the seed's)", "kid": {**KID, "kernel": "poly", "gamma": "1/dim"}},
         "lpips": lpips_status(vgg16_weights),
-        "physical": {"nmae": "sum|pred - ref| / sum ref (raw)", "electron_count": "sum(rho) |det(axes)| electrons",
-                     "electron_count_error_vs_true": "vs meta n_electrons",
+        "physical": {"nmae": "100 sum|pred - ref| / sum ref per sample (raw), %",
+                     "electron_count": "sum(rho) |det(axes)| electrons",
+                     "electron_count_error_vs_true": "vs the molecule's electron count",
                      "dipole": "nuclei (Z, Bohr) minus grid electrons, Debye (1 e Bohr = 2.541746473 D)"},
         "primary_metric": PRIMARY,
-        "auto_build": built,
         "predictions": "keys (B,) str, grid_shapes (B, 3) int64, grid_values float16 flat C-order",
     }
-    return {"protocol": protocol, "per_seed": per_seed, "predictions": predictions,
-            "release": release_info(root, release)}
+    return {"protocol": protocol, "per_seed": per_seed, "predictions": predictions, "release": info, "_work": work}
 
 
 def score_predictions(predictions: dict, data_root: Path, variant: str, quick: bool, vgg16_weights=None) -> list[dict]:
-    """Recompute every metric from a predictions file against re-rendered references.
+    """Recompute every metric from a predictions file against re-rendered references (streamed
+    over the samples; the references are rebuilt under ``data_root`` when missing).
 
-    Args:
-        predictions: the arrays of the predictions .npz (see the module docstring).
-        data_root: folder holding ``densegen/<release>`` of the variant.
-        variant: the data variant the predictions were made on.
-        quick: whether they come from a ``--quick`` run.
     Raises:
         ValueError: when the predictions do not cover the task's samples in order, or a shape or
         size is off.
     """
-    samples = read_test_samples(Path(data_root), VARIANTS[variant], quick)
+    import tempfile
+
+    records, _ = test_records(variant, quick)
     keys = [str(k) for k in np.asarray(predictions["keys"]).ravel()]
-    if keys != [s["__key__"] for s in samples]:
-        raise ValueError(f"predictions cover {len(keys)} samples, the task has {len(samples)} (or another order)")
+    if keys != [r["key"] for r in records]:
+        raise ValueError(f"predictions cover {len(keys)} samples, the task has {len(records)} (or another order)")
     shapes = np.asarray(predictions["grid_shapes"], np.int64)
-    values = np.asarray(predictions["grid_values"])
+    values = predictions["grid_values"]
     if values.dtype != np.float16 or values.ndim != 1:
         raise ValueError("grid_values must be a flat float16 array")
-    if shapes.shape != (len(samples), 3) or int(np.prod(shapes, axis=1).sum()) != values.size:
+    if shapes.shape != (len(records), 3) or int(np.prod(shapes, axis=1).sum()) != values.size:
         raise ValueError(f"grid_shapes {shapes.shape} do not fit {values.size} grid values")
-    refs, preds, frames, start = [], [], [], 0
-    for s, shp in zip(samples, shapes):
-        want = task_shape(s, quick)
-        if tuple(shp) != tuple(want):
-            raise ValueError(f"{s['__key__']}: grid shape {tuple(shp)}, the task renders {tuple(want)}")
-        rho, origin, axes = render_reference(s, want)
-        n = int(np.prod(shp))
-        refs.append(rho)
-        preds.append(values[start:start + n].reshape(tuple(shp)))
-        _check_values(preds[-1], s["__key__"])
-        frames.append((origin, axes))
-        start += n
-    metrics = score_grids(refs, preds, frames, [_sample_atoms(s) for s in samples],
-                          [int(s["n_electrons"]) for s in samples], vgg16_weights=vgg16_weights)
-    return [{"seed": 0, **metrics, "n_samples": len(samples)}]
+    prepare_data(data_root, variant, quick, progress=False)
+    with tempfile.TemporaryDirectory(prefix="densegen-density-score-") as work:
+        scorer, start = None, 0
+        for s, shp in zip(iter_test_samples(data_root, variant, quick), shapes):
+            want = task_shape(s, quick)
+            if tuple(shp) != tuple(want):
+                raise ValueError(f"{s['__key__']}: grid shape {tuple(shp)}, the task renders {tuple(want)}")
+            rho, origin, axes = render_reference(s, want)
+            n = int(np.prod(shp))
+            pred = np.asarray(values[start:start + n]).reshape(tuple(shp))
+            _check_values(pred.astype(np.float64), s["__key__"])
+            start += n
+            if scorer is None:
+                scorer = DensityScorer(len(records), want, Path(work), vgg16_weights)
+            scorer.add(rho, pred, origin, axes, _sample_atoms(s), int(s["n_electrons"]))
+        metrics = scorer.finish()
+    return [{"seed": 0, **metrics, "n_samples": len(records)}]
 
 
-_UNITS = {"ssim": "dimensionless", "ms_ssim": "dimensionless", "psnr": "dB", "mae": "electrons/Bohr^3 (raw) or "
-          "log(1 + electrons/Bohr^3) (log1p)", "fid": "dimensionless (feature space)",
-          "kid": "dimensionless (feature space)", "kid_std": "dimensionless (feature space)",
-          "lpips": "dimensionless"}
-_HIGHER = {"ssim", "ms_ssim", "psnr"}
+_TASK_METRICS = {  # the task's own, beside the catalog's
+    "electron_count_error_vs_true": Metric("electron_count_error_vs_true", "electrons", True,
+                                           "|N(rho_hat) - n_electrons| on the task grid, mean over molecules"),
+    "reference_electron_count_error": Metric("reference_electron_count_error", "electrons", None,
+                                             "|N(rho) - n_electrons| of the reference grid itself (its quadrature "
+                                             "and box error, for scale)"),
+}
 
 
 class DensityTask(Task):
     """Reconstruct electron-density grids of a fixed test set and score them (module docstring)."""
 
     name = "density-reconstruction"
-    version = "1.0.0"
+    version = "2.0.0"
     input_kind = "density"
     needs = ("reconstruct",)
-    data = ("variant pubchem: the test split of pubchem-hf-density; variant qm9: the test split of qm9-hf-density; "
-            "under <data root>/densegen/ (a small one is built first when missing)")
-    split = "the release's identity-hash split (builders.splits, test part); the manifest's shard sha256s pin it"
-    split_sha256 = None
+    data = ("variant qm9: the 1,000 qm9-small test molecules, RHF/STO-3G on the QM9 geometries "
+            "(benchmarks/data/density-qm9-v1.tsv); variant pubchem: 200 pubchem-hf-density test-split molecules, "
+            "RHF/STO-3G on committed final geometries (benchmarks/data/density-pubchem-v1.jsonl); built under the "
+            "data root on first use and verified against the pinned energies and electron counts on every run")
+    split = "the pinned tables (test molecules of the project's identity-hash split)"
     primary_metric = PRIMARY
     lower_is_better = True
     min_seeds_leaderboard = 1
     default_seeds = 1
-    protocol = ("render each test sample's density (e/Bohr^3, builders.density.render_density) on its own frame, "
-                "rounded to float16 -> model.reconstruct -> metrics on the float16 reconstruction "
-                "(details in benchmarks/task_density.py)")
-    quick = f"the first {QUICK_SIZE} test samples on {QUICK_SHAPE[0]}^3 grids over the same box"
-    variants = tuple(VARIANTS)
+    protocol = ("render each test molecule's density (e/Bohr^3) on the seed's 128^3 frame, rounded to float16 -> "
+                "model.reconstruct -> metrics on the float16 reconstruction (details in benchmarks/task_density.py)")
+    quick = f"the first {QUICK_SIZE} test molecules on {QUICK_SHAPE[0]}^3 grids over the same box"
+    variants = VARIANTS
+
+    def record(self, variant):
+        """As Task.record, with the variant's pinned table as the split hash."""
+        out = super().record(variant)
+        out["split_sha256"] = test_records(self.check_variant(variant), False)[1]
+        return out
 
     def metrics(self) -> dict[str, Metric]:
-        out = {}
-        for name in metric_names():
-            base = name
-            for t in TRANSFORMS:
-                base = base.removesuffix(f"_{t}")
-            for tag in EXTRACTOR_TAGS:
-                base = base.removesuffix(f"_{tag}")
-            if name == "nmae":
-                out[name] = Metric(name, "fraction", True, "sum|rho_hat - rho| / sum rho per sample, mean over samples")
-            elif name.startswith(("electron_count", "reference_electron")):
-                out[name] = Metric(name, "electrons", True, "see benchmarks/task_density.py")
-            elif name == "dipole_error_debye":
-                out[name] = Metric(name, "Debye", True, "|mu(rho_hat) - mu(rho)| from grid electrons and nuclei")
-            else:
-                out[name] = Metric(name, _UNITS.get(base, "dimensionless"), base not in _HIGHER,
-                                   "see benchmarks/task_density.py")
-        return out
+        from .metrics.catalog import METRICS
+
+        return {name: _TASK_METRICS.get(name) or METRICS[name] for name in metric_names()}
 
     def run(self, model, data_root, *, variant=None, seeds=None, quick=False, progress=True, vgg16_weights=None, **_):
         variant = self.check_variant(variant)
@@ -574,7 +540,8 @@ class DensityTask(Task):
 
         quick = bool(doc["protocol"].get("quick"))
         variant = self.check_variant(doc["task"]["variant"])
-        samples = read_test_samples(Path(data_root), VARIANTS[variant], quick)[:n]
+        prepare_data(data_root, variant, quick, progress=False)
+        samples = [s for s, _ in zip(iter_test_samples(data_root, variant, quick), range(n))]
         shapes = np.asarray(predictions["grid_shapes"], np.int64)
         values = np.asarray(predictions["grid_values"])
         pairs, start = [], 0

@@ -16,6 +16,7 @@ from .task import Task
 TASKS: dict[str, str] = {
     "qm9": "benchmarks.task_qm9:QM9Task",
     "qm9-small": "benchmarks.task_qm9:QM9SmallTask",
+    "qm9-tensor": "benchmarks.task_qm9_tensor:QM9TensorTask",
     "pointcloud-reconstruction": "benchmarks.task_pointcloud:PointCloudTask",
     "density-reconstruction": "benchmarks.task_density:DensityTask",
     "crystal-energy": "benchmarks.task_crystal:CrystalEnergyTask",

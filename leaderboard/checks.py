@@ -74,9 +74,13 @@ def check_task(doc: dict) -> Task:
     if t["version"] != task.version:
         raise Rejected("task-version", f"task {task.name!r} version {t['version']} is not the current "
                                        f"{task.version}; rerun benchmarks.run with the current code")
-    if t["split_sha256"] != task.split_sha256:
+    try:
+        expected = task.record(task.check_variant(t["variant"]))["split_sha256"]
+    except ValueError as err:
+        raise Rejected("unknown-variant", str(err)) from None
+    if t["split_sha256"] != expected:
         raise Rejected("split-hash", f"split sha256 {t['split_sha256']} differs from the task table's "
-                                     f"{task.split_sha256} for {task.name!r}: the results were made on another split")
+                                     f"{expected} for {task.name!r}: the results were made on another split")
     if t["primary_metric"] != task.primary_metric or t["lower_is_better"] != task.lower_is_better:
         raise Rejected("task-definition", f"primary metric {t['primary_metric']!r} (lower_is_better="
                                           f"{t['lower_is_better']}) differs from the task table's "

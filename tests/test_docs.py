@@ -9,7 +9,9 @@ block may read what an earlier one built). Rules, checked here so they cannot dr
   already run inside that environment); the test command itself is not run again from
   inside the tests;
 * a command that takes hours as written is run with the smaller arguments listed in
-  ``SMALLER`` (each entry must match a line of README, so the table cannot go stale).
+  ``SMALLER`` (each entry must match a line of README, so the table cannot go stale);
+* README's example model (the block defining ``class MyModel``) is saved as
+  ``mypkg/mymodule.py``, where README says to save it, before README's own run line uses it.
 """
 from __future__ import annotations
 
@@ -39,16 +41,13 @@ SMALLER = {
         ("python -m baselines.vqgan3d.train --preset small --release densegen/qm9-hf-density --max-steps 2",
          "minutes of training; 2 steps exercise the same code"),
 }
-USER_MODEL = '''"""The user's own model of README's benchmark example (written by the docs test)."""
-import numpy as np
 
 
-class MyModel:
-    input_kind = "pointcloud"
-
-    def embed(self, batch):
-        return np.array([[len(s["atomic_numbers"]), float(np.sum(s["atomic_numbers"]))] for s in batch])
-'''
+def readme_example_model(blocks) -> str:
+    """The python block of README that defines ``class MyModel``."""
+    found = [code for lang, code, _ in blocks if lang == "python" and "class MyModel" in code]
+    assert len(found) == 1, "README must hold exactly one example model (class MyModel)"
+    return found[0]
 
 
 def code_blocks(path: Path) -> list[tuple[str, str, int]]:
@@ -132,11 +131,12 @@ def test_the_two_setup_commands_are_the_contract():
 def test_readme_blocks_run_in_order(tmp_path):
     work = tmp_path / "user"
     work.mkdir()
+    blocks = code_blocks(REPO / "README.md")
+    # README's example model, saved where README says, is the model its own run line uses
     (work / "mypkg").mkdir()
     (work / "mypkg" / "__init__.py").write_text("")
-    (work / "mypkg" / "mymodule.py").write_text(USER_MODEL)
+    (work / "mypkg" / "mymodule.py").write_text(readme_example_model(blocks))
     env = user_env(work)
-    blocks = code_blocks(REPO / "README.md")
     bash_seen = 0
     for n, (lang, code, line) in enumerate(blocks):
         if lang == "text":

@@ -146,7 +146,7 @@ def test_check_detects_stale_output_and_tampered_entries(board, capsys):
     assert lb_main(["render", "--board", str(board.root), "--check"]) == 1
     assert "out of date" in capsys.readouterr().err
     entry = json.loads(path.read_text())
-    entry["results"]["metrics"]["aggregate"]["atomwise_mean_deviation"]["mean"] = 0.0
+    entry["results"]["metrics"]["aggregate"]["penalized_mean_deviation"]["mean"] = 0.0
     path.write_text(json.dumps(entry))
     with pytest.raises(Rejected, match="tampered"):
         render(board)

@@ -113,7 +113,7 @@ def test_honest_run_is_accepted_and_rendered(honest, accepted):
     copy = path.with_name(path.stem + ".predictions.npz")
     assert hashlib.sha256(copy.read_bytes()).hexdigest() == doc["predictions"]["sha256"]
     # identity reconstructs every atom exactly: deviation 0, everything matched
-    assert entry["results"]["metrics"]["aggregate"]["atomwise_mean_deviation"] == {"mean": 0.0, "std": 0.0}
+    assert entry["results"]["metrics"]["aggregate"]["penalized_mean_deviation"] == {"mean": 0.0, "std": 0.0}
     assert entry["results"]["metrics"]["per_seed"][0]["n_molecules"] == 13215
 
     assert validate(board) == [(path, "OK")]
@@ -153,7 +153,7 @@ DOC_EDITS = {
     "missing-nested-field": (["task", "split_sha256"], KeyError, "missing-field", "'split_sha256'"),
     "wrong-split-hash": (["task", "split_sha256"], "0" * 64, "split-hash", "another split"),
     "unknown-task": (["task", "name"], "protein-folding", "unknown-task", "unknown task 'protein-folding'"),
-    "old-task-version": (["task", "version"], "0.9.0", "task-version", "not the current 1.0.0"),
+    "old-task-version": (["task", "version"], "0.9.0", "task-version", "not the current 2.0.0"),
     "other-primary-metric": (["task", "primary_metric"], "molwise_matched_fraction", "task-definition",
                              "primary metric"),
     "quick-flag": (["protocol", "quick"], True, "quick-run", "--quick run"),
@@ -166,13 +166,13 @@ DOC_EDITS = {
     "traversal-predictions-file": (["predictions", "file"], "../../secret.npz", "schema", "predictions/file"),
     "absolute-predictions-file": (["predictions", "file"], "/etc/passwd.npz", "schema", "predictions/file"),
     "wrong-type-parameters": (["model", "parameters"], "many", "wrong-type", "'many' is not of type 'integer'"),
-    "negative-std": (["metrics", "aggregate", "atomwise_mean_deviation", "std"], -1.0, "schema",
-                     "aggregate/atomwise_mean_deviation/std: -1.0 is less than the minimum of 0"),
-    "string-metric": (["metrics", "per_seed", 0, "atomwise_mean_deviation"], "0.0", "wrong-type",
-                      "per_seed/0/atomwise_mean_deviation: '0.0' is not of type"),
+    "negative-std": (["metrics", "aggregate", "penalized_mean_deviation", "std"], -1.0, "schema",
+                     "aggregate/penalized_mean_deviation/std: -1.0 is less than the minimum of 0"),
+    "string-metric": (["metrics", "per_seed", 0, "penalized_mean_deviation"], "0.0", "wrong-type",
+                      "per_seed/0/penalized_mean_deviation: '0.0' is not of type"),
     "no-seeds": (["metrics", "per_seed"], [], "schema", "should be non-empty"),
     "extra-top-level-field": (["leaderboard_rank"], 1, "unknown-field", "'leaderboard_rank' was unexpected"),
-    "duplicate-seed-ids": (["metrics", "per_seed"], [{"seed": 0, "atomwise_mean_deviation": 0.0}] * 2,
+    "duplicate-seed-ids": (["metrics", "per_seed"], [{"seed": 0, "penalized_mean_deviation": 0.0}] * 2,
                            "duplicate-seed", "seed ids repeat"),
 }
 
@@ -193,7 +193,7 @@ def test_schema_takes_null_metrics_but_not_a_null_primary_metric(honest):
     doc["metrics"]["per_seed"][0]["psnr_raw"] = None
     doc["metrics"]["aggregate"]["psnr_raw"] = {"mean": None, "std": None}
     check_results_schema(doc)
-    doc["metrics"]["aggregate"]["atomwise_mean_deviation"] = {"mean": None, "std": None}
+    doc["metrics"]["aggregate"]["penalized_mean_deviation"] = {"mean": None, "std": None}
     check_results_schema(doc)
     with pytest.raises(Rejected, match="no mean/std for the primary metric"):
         check_document(doc)
@@ -356,7 +356,7 @@ def test_validate_catches_edited_entry(accepted, tmp_path):
     board, _ = _copy_board(accepted[0], tmp_path / "b")
     path = board.entry_files()[0]
     entry = json.loads(path.read_text())
-    entry["results"]["metrics"]["aggregate"]["atomwise_mean_deviation"]["mean"] = -1.0
+    entry["results"]["metrics"]["aggregate"]["penalized_mean_deviation"]["mean"] = -1.0
     path.write_text(json.dumps(entry))
     [(p, status)] = validate(board, do_rescore=False)
     assert p == path and status.startswith("[tampered]") and "edited after submission" in status
