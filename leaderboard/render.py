@@ -69,7 +69,10 @@ def reference_rows(task: Task) -> tuple[list[Row], str | None]:
         v = values.get(task.primary_metric) if isinstance(values, dict) else None
         if isinstance(v, (int, float)) and math.isfinite(v):
             rows.append(Row(None, model, float(v), None, None, None, "", "", None, ""))
-    return rows, ref.get("source")
+    note = ref.get("source")
+    if note and ref.get("protocol_differences"):
+        note = f"{note} {ref['protocol_differences']}"
+    return rows, note
 
 
 def task_rows(task: Task, entries: list[dict]) -> list[Row]:
