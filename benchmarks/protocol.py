@@ -79,3 +79,32 @@ def num_parameters(model) -> int:
     """The model's parameter count (its ``num_parameters()``, else 0 for parameter-free models)."""
     fn = getattr(model, "num_parameters", None)
     return int(fn()) if callable(fn) else 0
+
+
+def weights_digest(model) -> str | None:
+    """sha256 naming the weights a model loaded: its ``weights`` attribute (a file, or a folder
+    whose files are hashed in sorted relative-path order as ``path\\0sha256\\n`` lines), None
+    for a model without one (parameter-free baselines).
+
+    Raises:
+        FileNotFoundError: when ``model.weights`` names nothing on disk.
+    """
+    import hashlib
+    from pathlib import Path
+
+    from builders.tario import sha256_file
+
+    import os
+
+    where = getattr(model, "weights", None)
+    if not isinstance(where, (str, os.PathLike)):
+        return None
+    path = Path(where)
+    if path.is_file():
+        return sha256_file(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"model weights {where} do not exist")
+    listing = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file() and not p.name.startswith(".")):
+        listing.update(f"{f.relative_to(path).as_posix()}\0{sha256_file(f)}\n".encode())
+    return listing.hexdigest()

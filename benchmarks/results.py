@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-SCHEMA_VERSION = "densegen-results-2"  # 2: task.variant and task.units
+SCHEMA_VERSION = "densegen-results-3"  # 2: task.variant and task.units; 3: model arguments + weights digest, densegen commit
 
 SHA256_SCHEMA = {"type": "string", "pattern": "^[0-9a-f]{64}$"}
 _FILE_NAME = {"type": "string", "minLength": 1, "maxLength": 200, "pattern": r"^[A-Za-z0-9_][A-Za-z0-9._-]*\.npz$"}
@@ -45,11 +45,18 @@ RESULTS_SCHEMA = {
         },
         "release": {"anyOf": [{"type": "null"}, {"type": "object"}]},
         "model": {
-            "type": "object", "additionalProperties": False, "required": ["name", "import", "parameters"],
+            "type": "object", "additionalProperties": False,
+            "required": ["name", "import", "parameters", "arguments", "weights_sha256"],
             "properties": {
                 "name": {"type": "string", "minLength": 1, "maxLength": 100},
-                "import": {"type": "string", "minLength": 1, "maxLength": 300},
+                "import": {"type": "string", "minLength": 1, "maxLength": 300,
+                           "pattern": r"^[A-Za-z_][A-Za-z0-9_.]*:[A-Za-z_][A-Za-z0-9_]*$"},
                 "parameters": {"type": "integer", "minimum": 0},
+                "arguments": {"type": "object", "maxProperties": 50,
+                              "propertyNames": {"pattern": "^[A-Za-z_][A-Za-z0-9_]{0,63}$"},
+                              "additionalProperties": {"type": ["string", "integer", "number", "boolean", "null"],
+                                                       "maxLength": 500}},
+                "weights_sha256": {"anyOf": [SHA256_SCHEMA, {"type": "null"}]},
             },
         },
         "protocol": {"type": "object", "required": ["quick"], "properties": {"quick": {"type": "boolean"}}},
@@ -71,8 +78,10 @@ RESULTS_SCHEMA = {
             "properties": {"file": _FILE_NAME, "sha256": SHA256_SCHEMA, "bytes": {"type": "integer", "minimum": 0}},
         },
         "environment": {
-            "type": "object", "required": ["hardware", "packages", "python"],
+            "type": "object", "required": ["hardware", "packages", "python", "densegen_commit"],
             "properties": {
+                "densegen_commit": {"anyOf": [{"type": "null"},
+                                              {"type": "string", "pattern": "^[0-9a-f]{40}(\\+dirty)?$"}]},
                 "hardware": {"type": "object"},
                 "packages": {"type": "object", "additionalProperties": {"type": ["string", "null"]}},
                 "python": {"type": "string"},
@@ -141,6 +150,13 @@ def hardware() -> dict:
     return info
 
 
+def git_commit() -> str | None:
+    """The densegen commit that ran (``+dirty`` with uncommitted changes), None outside a git checkout."""
+    from builders.provenance import git_commit as commit
+
+    return commit()
+
+
 def package_versions() -> dict:
     from builders.provenance import package_versions as pv
 
@@ -184,7 +200,8 @@ def write_npz(path: Path, arrays: dict) -> tuple[str, int]:
 
 
 def write_results(out_dir: Path, task, variant: str | None, model_name: str, model_target: str, n_params: int,
-                  run: dict, wall_time_s: float) -> Path:
+                  run: dict, wall_time_s: float, model_arguments: dict | None = None,
+                  weights_sha256: str | None = None) -> Path:
     """Write ``<out_dir>/<task>[-<variant>]-<model>.json`` and its predictions ``.npz``; the
     document is validated against :data:`RESULTS_SCHEMA` first (nothing is written if it fails).
 
@@ -192,6 +209,8 @@ def write_results(out_dir: Path, task, variant: str | None, model_name: str, mod
         task: the :class:`benchmarks.task.Task`.
         variant: its data variant (None for tasks without).
         run: what ``task.run`` returned (protocol, per_seed, aggregate, predictions, release).
+        model_arguments: the keyword arguments the model was constructed with (``--model-arg``).
+        weights_sha256: :func:`benchmarks.protocol.weights_digest` of the weights it loaded.
     Returns:
         the JSON path.
     Raises:
@@ -205,11 +224,13 @@ def write_results(out_dir: Path, task, variant: str | None, model_name: str, mod
         "schema_version": SCHEMA_VERSION,
         "task": task.record(variant),
         "release": run.get("release"),
-        "model": {"name": model_name, "import": model_target, "parameters": int(n_params)},
+        "model": {"name": model_name, "import": model_target, "parameters": int(n_params),
+                  "arguments": dict(model_arguments or {}), "weights_sha256": weights_sha256},
         "protocol": run["protocol"],
         "metrics": {"per_seed": run["per_seed"], "aggregate": run["aggregate"]},
         "predictions": {"file": pred_path.name, "sha256": None, "bytes": None},
-        "environment": {"hardware": hardware(), "packages": package_versions(), "python": platform.python_version()},
+        "environment": {"hardware": hardware(), "packages": package_versions(), "python": platform.python_version(),
+                        "densegen_commit": git_commit()},
         "wall_time_s": round(float(wall_time_s), 3),
         "command": " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.run", *sys.argv[1:]]),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

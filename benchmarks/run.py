@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from .protocol import load_model, num_parameters, resolve_model_target
+from .protocol import load_model, num_parameters, resolve_model_target, weights_digest
 from .results import write_results
 from .tasks import TASKS, all_tasks, get_task
 
@@ -55,7 +55,8 @@ def run_task(task_name: str, model, model_name: str, args) -> Path:
                    progress=not args.no_progress, **options)
     wall = time.perf_counter() - start
     return write_results(args.out, task, variant, model_name, resolve_model_target(args.model), num_parameters(model),
-                         out, wall)
+                         out, wall, model_arguments=_parse_model_args(args.model_arg),
+                         weights_sha256=weights_digest(model))
 
 
 def print_table(paths: list[Path]) -> None:
