@@ -83,7 +83,9 @@ def print_table(paths: list[Path]) -> None:
         print(f"{'':34s} -> {path}")
 
 
-def main(argv=None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.run`` (also used to read back the ``command``
+    a results file records)."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.run", description=__doc__.split("\n\n")[1])
     ap.add_argument("--model", required=True, help="registered name or package.module:Class")
     ap.add_argument("--model-arg", action="append", default=[], metavar="KEY=VALUE",
@@ -103,6 +105,11 @@ def main(argv=None) -> int:
     ap.add_argument("--lpips-weights", type=Path, default=None,
                     help="local VGG16 weights file for LPIPS (density-reconstruction); without it LPIPS is null")
     ap.add_argument("--no-progress", action="store_true")
+    return ap
+
+
+def main(argv=None) -> int:
+    ap = build_parser()
     args = ap.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
         ap.error("--seeds must be >= 1")
