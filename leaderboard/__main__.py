@@ -3,6 +3,7 @@
   submit RESULTS.json [--predictions FILE] [--code-url URL]   check a results file and add it
   validate [ENTRY.json ...] [--no-rescore]                    re-check stored entries (CI)
   render [--check]                                            write README.md and site/index.html
+  reproduce ENTRY.json [--write-mark] [--allow-import]        re-run an entry's model and compare
 
 Every command takes ``--board DIR`` (default: this package's folder, ``leaderboard/``); submit
 and validate take ``--data-root DIR`` for tasks scored against a local release.
@@ -35,6 +36,34 @@ def _validate_targets(board: Board, paths: list[Path]) -> tuple[Board, list[Path
     return board, files or None
 
 
+def _reproduce(args) -> int:
+    """``reproduce ENTRY``: re-run, compare, print the verdict and timing, optionally store the mark."""
+    import time
+
+    from .board import PREDICTIONS_SUFFIX
+    from .reproduce import reproduce, write_mark
+    from .validate import read_entry
+
+    start = time.perf_counter()
+    try:
+        entry = read_entry(args.entry)
+        stored = args.entry.with_name(args.entry.stem + PREDICTIONS_SUFFIX)
+        mark = reproduce(entry["results"], stored if stored.is_file() else None, args.data_root, args.work_dir,
+                         allow_import=args.allow_import)
+    except Rejected as err:
+        print(f"NOT REPRODUCED {args.entry}: {err}", file=sys.stderr)
+        return 1
+    how = {"predictions": f"predictions within tolerance (max |diff| {mark['max_abs_diff']:.3g})",
+           "sha256": "predictions byte-identical (sha256)",
+           "metrics": f"metrics within tolerance (max rel diff {mark['metrics_max_rel_diff']:.3g})"}[mark["comparison"]]
+    print(f"REPRODUCED {args.entry}: {how}; identical bytes: {mark['identical']}; re-run {mark['wall_time_s']:.1f} s "
+          f"on {mark['hardware'].get('cpu', mark['hardware']['machine'])} ({mark['hardware']['cpus']} CPUs); "
+          f"total {time.perf_counter() - start:.1f} s")
+    if args.write_mark:
+        print(f"wrote {write_mark(args.entry, mark)}")
+    return 0
+
+
 def main(argv=None) -> int:
     """Run the CLI with ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     ap = argparse.ArgumentParser(prog="python -m leaderboard", description="densegen leaderboard: submit, "
@@ -56,6 +85,14 @@ def main(argv=None) -> int:
     v.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                    help="entry files, a task folder, entries/ or a board folder (default: the whole --board)")
     v.add_argument("--no-rescore", action="store_true", help="skip recomputing metrics (integrity checks only)")
+    rp = sub.add_parser("reproduce", parents=[scoring], help="re-run the model an entry names and compare its "
+                        "predictions with the stored ones")
+    rp.add_argument("entry", type=Path, help="an entry file under entries/<task>/")
+    rp.add_argument("--write-mark", action="store_true",
+                    help="on success, store the reproduction mark next to the entry (<entry>.reproduced.json)")
+    rp.add_argument("--allow-import", action="store_true",
+                    help="also run models outside the project's registry (their code runs: review it first)")
+    rp.add_argument("--work-dir", type=Path, default=None, help="folder for the re-run's files (default: a temp dir)")
     r = sub.add_parser("render", parents=[common], help="write README.md and site/index.html")
     r.add_argument("--check", action="store_true", help="only check that the files are up to date")
     args = ap.parse_args(argv)
@@ -86,6 +123,9 @@ def main(argv=None) -> int:
                   file=sys.stdout if ok else sys.stderr)
         print(f"{len(report) - bad} valid, {bad} invalid")
         return 1 if bad else 0
+
+    if args.command == "reproduce":
+        return _reproduce(args)
 
     from .render import render
 
