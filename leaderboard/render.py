@@ -2,11 +2,15 @@
 Markdown table per task) and ``site/index.html`` (one self-contained page: sortable tables, an
 inline SVG chart per task, the seeds' reported numbers as marked reference rows).
 
-Rows per task: entries ranked by the primary metric's mean (ties: smaller std, then earlier
-date, then name), plus reference rows from ``benchmarks/reference/<task>_reported.json``
-(``{"rows": {model: {metric: value}}}``), marked "reported" and never ranked. The page loads
-nothing from outside: its script and style are inline and pinned by a Content-Security-Policy.
-Output is deterministic (no timestamps), so ``--check`` can tell whether it is up to date.
+One table per task and data variant. Rows: entries ranked by :func:`leaderboard.board.rank_key`
+(the primary metric's mean, ties by the time submit accepted them, then the content hash:
+nothing the submitter chooses), each with its wall time and hardware, a link to its entry
+JSON, the command that reproduces it and its reproduction mark (date and hardware) when it
+has one; plus reference rows from ``benchmarks/reference/<task>_reported.json``
+(``{"rows": {model: {metric: value}}}``), marked "reported", annotated with how their
+protocol differs, and never ranked. The page loads nothing from outside: its script and style
+are inline and pinned by a Content-Security-Policy. Output is deterministic (no timestamps),
+so ``--check`` can tell whether it is up to date.
 """
 from __future__ import annotations
 
@@ -22,7 +26,8 @@ import benchmarks
 from benchmarks.task import Task
 from benchmarks.tasks import all_tasks
 
-from .board import Board
+from .board import Board, mark_path, rank_key
+from .errors import Rejected
 from .validate import read_entry
 
 REFERENCE_DIR = Path(benchmarks.__file__).resolve().parent / "reference"
@@ -42,6 +47,13 @@ class Row:
     date: str
     code_url: str | None
     entry_id: str
+    entry_file: str = ""             # path relative to the board root: entries/<task>/<stem>.json
+    wall_time_s: float | None = None
+    reproduced: str | None = None    # "YYYY-MM-DD on <hardware>" of a valid reproduction mark
+
+    @property
+    def reproduce_command(self) -> str:
+        return f"python -m leaderboard reproduce leaderboard/{self.entry_file}" if self.entry_file else ""
 
     @property
     def reported(self) -> bool:
@@ -75,20 +87,22 @@ def reference_rows(task: Task) -> tuple[list[Row], str | None]:
     return rows, note
 
 
+def _entry_row(rank: int, task: Task, e: dict) -> Row:
+    r = e["results"]
+    agg = r["metrics"]["aggregate"][task.primary_metric]
+    mark = e.get("_mark")
+    return Row(rank, r["model"]["name"], float(agg["mean"]), float(agg["std"]), len(r["metrics"]["per_seed"]),
+               int(r["model"]["parameters"]), _hardware(r["environment"]["hardware"]),
+               str(e.get("accepted") or r["created"])[:10], e["code_url"], f"{e['task']}/{e['content_sha256'][:12]}",
+               e.get("_file", ""), float(r["wall_time_s"]),
+               f"{mark['date']} on {_hardware(mark['hardware'])}" if mark else None)
+
+
 def task_rows(task: Task, entries: list[dict]) -> list[Row]:
     """Ranked entry rows then reference rows, merged in metric order (best first)."""
     sign = 1.0 if task.lower_is_better else -1.0
-    items = []
-    for e in entries:
-        r = e["results"]
-        agg = r["metrics"]["aggregate"][task.primary_metric]
-        items.append((sign * agg["mean"], agg["std"], r["created"], r["model"]["name"], e))
-    items.sort(key=lambda t: t[:4])
-    rows = [Row(i + 1, it[3], float(it[4]["results"]["metrics"]["aggregate"][task.primary_metric]["mean"]),
-                float(it[1]), len(it[4]["results"]["metrics"]["per_seed"]), int(it[4]["results"]["model"]["parameters"]),
-                _hardware(it[4]["results"]["environment"]["hardware"]), it[2][:10], it[4]["code_url"],
-                f"{it[4]['task']}/{it[4]['content_sha256'][:12]}")
-            for i, it in enumerate(items)]
+    ranked = sorted(entries, key=lambda e: rank_key(e, task))
+    rows = [_entry_row(i + 1, task, e) for i, e in enumerate(ranked)]
     refs, _ = reference_rows(task)
     return sorted(rows + refs, key=lambda row: (sign * row.mean, row.reported, row.rank or 0, row.model))
 
@@ -111,12 +125,33 @@ def load_entries(board: Board) -> dict[str, list[dict]]:
     """section id -> integrity-checked entries (content hash, schema); raises Rejected on a bad one."""
     out: dict[str, list[dict]] = {sid: [] for sid, _, _ in sections()}
     for path in board.entry_files():
-        entry = read_entry(path)
+        entry = dict(read_entry(path))
+        entry["_file"] = path.relative_to(board.root).as_posix()
+        entry["_mark"] = _mark(path, entry)
         variant = entry["results"]["task"].get("variant")
         sid = entry["task"] if variant is None else f"{entry['task']}/{variant}"
         if sid in out:
             out[sid].append(entry)
     return out
+
+
+def _mark(path: Path, entry: dict) -> dict | None:
+    """The entry's reproduction mark, if it has a valid one (render shows it; validate checks it)."""
+    from .reproduce import read_mark
+
+    where = mark_path(path)
+    if not where.is_file():
+        return None
+    try:
+        return read_mark(where, entry)
+    except Rejected:
+        return None
+
+
+def _wall(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    return f"{seconds:.0f} s" if seconds < 120 else f"{seconds / 60:.0f} min" if seconds < 7200 else f"{seconds / 3600:.1f} h"
 
 
 def _num(x: float | None) -> str:
@@ -142,30 +177,53 @@ def _md(text: str) -> str:
     return out
 
 
+def summary(board_entries: dict[str, list[dict]]) -> list[tuple[str, str, Task, Row | None, int]]:
+    """(section id, title, task, best entry row or None, number of entries) per table: what a
+    reader sees first."""
+    out = []
+    for sid, task, variant in sections():
+        entries = board_entries.get(sid, [])
+        best = next((r for r in task_rows(task, entries) if not r.reported), None)
+        out.append((sid, section_title(task, variant), task, best, len(entries)))
+    return out
+
+
 def render_markdown(board_entries: dict[str, list[dict]]) -> str:
     """The README: a table per task (rank, model, metric mean ± std, seeds, params, hardware,
     date, code link), reported rows marked."""
     lines = ["# densegen leaderboard", "",
              "Generated by `python -m leaderboard render` from `entries/`: do not edit by hand. "
              "Every entry was accepted by `python -m leaderboard submit`, which recomputed its metrics from the "
-             "submitted predictions; see [SUBMITTING.md](SUBMITTING.md). The web page is `site/index.html`.", ""]
+             "submitted predictions; see [SUBMITTING.md](SUBMITTING.md). The web page is `site/index.html`.", "",
+             "| table | primary metric | best entry | entries |", "|---|---|---|---:|"]
+    for sid, title, task, best, n in summary(board_entries):
+        unit = task.metrics()[task.primary_metric].unit if task.primary_metric in task.metrics() else ""
+        lead = f"{_md(best.model)}: {_num(best.mean)} {_md(unit)}" if best else "—"
+        lines.append(f"| {_md(title)} | `{task.primary_metric}` | {lead} | {n} |")
+    lines.append("")
     for sid, task, variant in sections():
         rows = task_rows(task, board_entries.get(sid, []))
         better = "lower is better" if task.lower_is_better else "higher is better"
         lines += [f"## {section_title(task, variant)} (task version {task.version})", "",
                   f"Primary metric: `{task.primary_metric}` ({better}); {_md(_metric_note(task))}. "
                   f"Entries need at least {task.min_seeds_leaderboard} seed(s).", "",
-                  f"| rank | model | {_md(_metric_header(task))} (mean ± std) | seeds | params | hardware | date | code |",
-                  "|---:|---|---:|---:|---:|---|---|---|"]
+                  f"| rank | model | {_md(_metric_header(task))} (mean ± std) | seeds | params | hardware | "
+                  "wall | accepted | reproduced | entry | code |",
+                  "|---:|---|---:|---:|---:|---|---:|---|---|---|---|"]
         if not board_entries.get(sid):
-            lines.append("| — | *no entries yet* | | | | | | |")
+            lines.append("| — | *no entries yet* | | | | | | | | | |")
         for r in rows:
             if r.reported:
-                lines.append(f"| *reported* | {_md(r.model)} *(reported)* | {_num(r.mean)} | — | — | — | — | — |")
+                lines.append(f"| *reported* | {_md(r.model)} *(reported)* | {_num(r.mean)} | — | — | — | — | — | — "
+                             "| — | — |")
             else:
                 code = f"[code]({r.code_url})" if r.code_url else "—"
                 lines.append(f"| {r.rank} | {_md(r.model)} | {_num(r.mean)} ± {_num(r.std)} | {r.seeds} | "
-                             f"{r.params:,} | {_md(r.hardware)} | {r.date} | {code} |")
+                             f"{r.params:,} | {_md(r.hardware)} | {_wall(r.wall_time_s)} | {r.date} | "
+                             f"{_md(r.reproduced) if r.reproduced else 'no'} | [json]({r.entry_file}) | {code} |")
+        if board_entries.get(sid):
+            lines += ["", "Re-run any entry and compare its predictions: `python -m leaderboard reproduce "
+                          "leaderboard/entries/<task>/<entry>.json` (add `--write-mark` to record a reproduction)."]
         _, source = reference_rows(task)
         if source:
             lines += ["", f"Rows marked *reported* are numbers as printed in the papers, not produced or verified "
@@ -184,7 +242,8 @@ th,td{border-bottom:1px solid #d0d7de;padding:.35rem .6rem;text-align:left}td.nu
 th[data-sort]{cursor:pointer;user-select:none;background:#f6f8fa}th[data-sort]:hover{background:#eaeef2}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 tr.reported td{color:#57606a;font-style:italic;background:#fbfbfb}
-span.badge{font-style:normal;font-size:.75em;border:1px solid #8c959f;border-radius:.6em;padding:0 .4em;color:#57606a}
+code.cmd{font-size:.78em;color:#57606a;word-break:break-all}span.badge.ok{border-color:#1a7f37;color:#1a7f37}
+nav ul{columns:2;font-size:.92em}span.badge{font-style:normal;font-size:.75em;border:1px solid #8c959f;border-radius:.6em;padding:0 .4em;color:#57606a}
 svg.chart{display:block;max-width:100%;height:auto;margin-top:.6rem}svg.chart text{font-size:12px;fill:#1b1f24}
 """.strip()
 
@@ -271,27 +330,34 @@ def _cell(text, value, cls: str = "") -> str:
     return f'<td{c} data-value="{_e(value)}">{text}</td>'
 
 
-def render_table(task: Task, rows: list[Row], n_entries: int) -> str:
+def render_table(task: Task, rows: list[Row], n_entries: int, section: str = "") -> str:
     """A sortable HTML table: every header but 'code' sorts on click (numbers by value)."""
     head = [("rank", "num", "num"), ("model", "text", ""), (f"{_metric_header(task)} (mean ± std)", "num", "num"),
-            ("seeds", "num", "num"), ("params", "num", "num"), ("hardware", "text", ""), ("date", "text", "")]
+            ("seeds", "num", "num"), ("params", "num", "num"), ("hardware", "text", ""), ("wall", "num", "num"),
+            ("accepted", "text", ""), ("reproduced", "text", "")]
     ths = "".join(f'<th data-sort="{t}"{" class=num" if c else ""} scope="col">{_e(h)}</th>' for h, t, c in head)
-    out = [f'<table class="sortable" data-task="{_e(task.name)}"><thead><tr>{ths}<th scope="col">code</th>'
-           "</tr></thead><tbody>"]
+    out = [f'<table class="sortable" data-task="{_e(task.name)}" data-section="{_e(section)}"><thead><tr>{ths}'
+           '<th scope="col">entry</th><th scope="col">code</th></tr></thead><tbody>']
     if not n_entries:
-        out.append('<tr class="empty"><td colspan="8">no entries yet: see SUBMITTING.md</td></tr>')
+        out.append(f'<tr class="empty"><td colspan="{len(head) + 2}">no entries yet: see SUBMITTING.md</td></tr>')
     for r in rows:
         if r.reported:
             out.append('<tr class="reported">' + _cell('<span class="badge">reported</span>', "")
                        + _cell(_e(r.model), r.model) + _cell(_e(_num(r.mean)), repr(r.mean), "num")
-                       + _cell("—", "", "num") * 2 + _cell("—", "") + _cell("—", "") + "<td>—</td></tr>")
+                       + _cell("—", "", "num") * 2 + _cell("—", "") + _cell("—", "", "num") + _cell("—", "")
+                       + _cell("—", "") + "<td>—</td><td>—</td></tr>")
         else:
             code = (f'<a href="{_e(r.code_url)}" rel="nofollow noopener noreferrer">code</a>' if r.code_url else "—")
+            repro = (f'<span class="badge ok">reproduced</span> {_e(r.reproduced)}' if r.reproduced else "no")
+            link = (f'<a href="../{_e(r.entry_file)}">json</a> <code class="cmd" title="re-run this entry">'
+                    f'{_e(r.reproduce_command)}</code>' if r.entry_file else "—")
             out.append(f'<tr class="entry" data-entry="{_e(r.entry_id)}">' + _cell(str(r.rank), r.rank, "num")
                        + _cell(_e(r.model), r.model)
                        + _cell(f"{_e(_num(r.mean))} ± {_e(_num(r.std))}", repr(r.mean), "num")
                        + _cell(str(r.seeds), r.seeds, "num") + _cell(f"{r.params:,}", r.params, "num")
-                       + _cell(_e(r.hardware), r.hardware) + _cell(_e(r.date), r.date) + f"<td>{code}</td></tr>")
+                       + _cell(_e(r.hardware), r.hardware) + _cell(_e(_wall(r.wall_time_s)), r.wall_time_s, "num")
+                       + _cell(_e(r.date), r.date) + _cell(repro, r.reproduced or "")
+                       + f"<td>{link}</td><td>{code}</td></tr>")
     out.append("</tbody></table>")
     return "".join(out)
 
@@ -300,7 +366,13 @@ def render_html(board_entries: dict[str, list[dict]]) -> str:
     """The self-contained page (no external resources; CSP pins the inline script and style)."""
     csp = (f"default-src 'none'; script-src {_csp_hash(SCRIPT)}; style-src {_csp_hash(STYLE)}; img-src data:; "
            "base-uri 'none'; form-action 'none'")
-    body = []
+    items = []
+    for sid, title, task, best, n in summary(board_entries):
+        unit = task.metrics()[task.primary_metric].unit if task.primary_metric in task.metrics() else ""
+        lead = (f"best <b>{_e(best.model)}</b> {_e(_num(best.mean))} {_e(unit)}" if best else "no entries yet")
+        items.append(f'<li><a href="#task-{_e(sid.replace("/", "-"))}">{_e(title)}</a> '
+                     f'(<code>{_e(task.primary_metric)}</code>): {lead}; {n} entr{"y" if n == 1 else "ies"}</li>')
+    body = [f'<nav aria-label="tables"><ul>{"".join(items)}</ul></nav>']
     for sid, task, variant in sections():
         entries = board_entries.get(sid, [])
         rows = task_rows(task, entries)
@@ -311,7 +383,7 @@ def render_html(board_entries: dict[str, list[dict]]) -> str:
                     f'<p>Primary metric <code>{_e(task.primary_metric)}</code> ({better}): {_e(_metric_note(task))}. '
                     f'{len(entries)} entr{"y" if len(entries) == 1 else "ies"}; at least '
                     f'{task.min_seeds_leaderboard} seed(s) each. Click a column header to sort.</p>'
-                    + render_chart(task, rows) + render_table(task, rows, len(entries)))
+                    + render_chart(task, rows) + render_table(task, rows, len(entries), sid))
         if source:
             body.append(f'<p class="note">Rows marked <span class="badge">reported</span> are numbers as printed '
                         f'in the papers, not produced or verified here (other splits and protocols): {_e(source)}</p>')

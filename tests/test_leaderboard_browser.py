@@ -7,6 +7,7 @@ skipped (with the reason) only when Chromium itself is not installed.
 """
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -109,5 +110,16 @@ def test_rows_and_sorting_in_chromium(driver, page):
         rows = table.find_elements(By.CSS_SELECTOR, "tbody tr.entry, tbody tr.reported")
         widths = {len(r.find_elements(By.TAG_NAME, "td")) for r in rows}
         assert not rows or widths == {n_cols}, (table.get_attribute("data-task"), widths, n_cols)
+    # the numbers a reader sees are the entries' numbers (mean ± std of the primary metric, seeds)
+    shown = {(m, v) for m, v in zip(column(driver, task, 1), column(driver, task, 2))}
+    expected = set()
+    for path in Board(page.parent.parent).entry_files():
+        entry = json.loads(path.read_text())
+        if entry["task"] != task:
+            continue
+        agg = entry["results"]["metrics"]["aggregate"]["penalized_mean_deviation"]
+        expected.add((entry["results"]["model"]["name"], f"{agg['mean']:.5g} ± {agg['std']:.5g}"))
+    assert shown == expected
+    assert column(driver, task, 3) == ["1"] * 4
     errors = [e for e in driver.get_log("browser") if e["level"] == "SEVERE"]
     assert errors == [], errors  # e.g. a Content-Security-Policy refusal of the inline script

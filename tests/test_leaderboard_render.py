@@ -50,7 +50,8 @@ def results_doc(model: str, mean: float, std: float = 0.0, task: str = TASK, see
 
 def add_entry(board: Board, doc: dict, code_url: str | None = None) -> Path:
     """File an entry on the board the way submit does (without re-scoring: render never re-scores)."""
-    entry = make_entry(doc, doc["predictions"]["sha256"], doc["predictions"]["bytes"], code_url)
+    entry = make_entry(doc, doc["predictions"]["sha256"], doc["predictions"]["bytes"], code_url,
+                       accepted=f"{doc['created'][:19]}.000000Z")
     check_entry_schema(entry)
     folder = board.task_dir(doc["task"]["name"])
     folder.mkdir(parents=True, exist_ok=True)
@@ -81,9 +82,14 @@ def test_readme_ranks_entries_and_marks_reported_rows(board):
     readme = board.readme.read_text()
     rows = table_lines(readme, TASK)
     assert [r.split(" | ")[:2] for r in rows] == [["| 1", "mo3enet"], ["| 2", "blur-0.2"], ["| 3", "blur-0.3"]]
-    assert rows[0] == ("| 1 | mo3enet | 0.1 ± 0.01 | 1 | 2,345,678 | NVIDIA H100 80GB HBM3 | 2026-11-20 | "
-                       "[code](https://github.com/example/mo3enet) |")
-    assert rows[1].endswith("| 1,000 | AMD EPYC (2 CPUs) | 2026-11-20 | — |")
+    stem = next(p.stem for p in board.entry_files() if p.stem.startswith("mo3enet"))
+    assert rows[0] == ("| 1 | mo3enet | 0.1 ± 0.01 | 1 | 2,345,678 | NVIDIA H100 80GB HBM3 | 1 s | 2026-11-20 | no | "
+                       f"[json](entries/{TASK}/{stem}.json) | [code](https://github.com/example/mo3enet) |")
+    assert re.search(r"\| 1,000 \| AMD EPYC \(2 CPUs\) \| 1 s \| 2026-11-20 \| no \| \[json\]\(entries/[^)]+\) \| — \|$",
+                     rows[1])
+    # the summary table on top names the leader of each table
+    assert f"| {TASK} | `penalized_mean_deviation` | mo3enet: 0.1 Angstrom | 3 |" in readme
+    assert "| qm9-small | `avg_mae` | — | 0 |" in readme
     qm9 = table_lines(readme, "qm9")
     # the entry (1.7) sits between the reported 1.5894 (MoLFormer-XL) and 1.9995 (123-gnn)
     models = [r.split(" | ")[1] for r in qm9]
@@ -100,7 +106,7 @@ def test_page_rows_chart_and_no_external_resources(board):
     page = board.page.read_text()
     section = page.split('id="task-pointcloud-reconstruction"')[1].split("</section>")[0]
     assert re.findall(r'<tr class="entry" data-entry="[^"]+"><td class="num" data-value="(\d)">', section) == ["1", "2", "3"]
-    assert re.findall(r'<td data-value="([^"]+)">[^<]+</td><td class="num" data-value="[0-9.e-]+">', section) == \
+    assert re.findall(r'<tr class="entry"[^>]*><td[^>]*>[^<]*</td><td data-value="([^"]+)">', section) == \
         ["mo3enet", "blur-0.2", "blur-0.3"]
     # chart: one bar per row, widths proportional to the metric (0.1 : 0.2 : 0.3, max incl. std 0.3)
     widths = [float(w) for w in re.findall(r'<g class="bar entry">.*?<rect x="\d+" y="[\d.]+" width="([\d.]+)"', section)]
@@ -109,11 +115,19 @@ def test_page_rows_chart_and_no_external_resources(board):
     assert qm9.count('<tr class="reported">') == len(REPORTED) == qm9.count('<g class="bar reported">')
     assert qm9.count('<tr class="entry"') == 1
     n_cols = qm9.split("</thead>")[0].count("<th ")
-    assert n_cols == 8 and {row.count("<td") for row in re.findall(r'<tr class="(?:entry|reported)".*?</tr>', qm9)} == {n_cols}
-    # self-contained: no src/href to anything but the entries' code links, CSP locks the rest
+    assert n_cols == 11 and {row.count("<td") for row in re.findall(r'<tr class="(?:entry|reported)".*?</tr>', qm9)} == {n_cols}
+    # self-contained: no src/href to anything but the entries' code links, their JSON files and the
+    # page's own anchors; CSP locks the rest
     assert not re.search(r"<(script|link|img|iframe)[^>]*\s(src|href)=", page)
-    assert sorted(set(re.findall(r'href="([^"]+)"', page))) == ["https://example.org/blur",
-                                                                 "https://github.com/example/mo3enet"]
+    hrefs = set(re.findall(r'href="([^"]+)"', page))
+    assert sorted(h for h in hrefs if "://" in h) == ["https://example.org/blur", "https://github.com/example/mo3enet"]
+    files = {f"../{p.relative_to(board.root).as_posix()}" for p in board.entry_files()}
+    assert {h for h in hrefs if h.startswith("../")} == files
+    assert {h for h in hrefs if h.startswith("#")} == {f"#task-{sid.replace('/', '-')}" for sid, _, _ in sections()}
+    assert all(h.startswith(("https://", "../entries/", "#task-")) for h in hrefs)
+    # each entry row carries the command that reproduces it
+    for p in board.entry_files():
+        assert f"python -m leaderboard reproduce leaderboard/{p.relative_to(board.root).as_posix()}" in page
     assert "Content-Security-Policy" in page and "default-src 'none'" in page
 
 
@@ -159,3 +173,24 @@ def test_higher_is_better_ranks_descending(board):
     entries = [json.loads(p.read_text()) for p in board.entry_files() if p.parent.name == TASK]
     assert [r.model for r in task_rows(task, entries)] == ["blur-0.3", "blur-0.2", "mo3enet"]
     assert render_markdown({}) and render_html({})  # renders without any entries at all
+
+
+def test_reproduction_marks_show_only_when_they_name_the_entry(board):
+    from leaderboard.reproduce import MARK_SCHEMA_VERSION, mark_path
+
+    path = next(p for p in board.entry_files() if p.stem.startswith("blur-0.2"))
+    entry = json.loads(path.read_text())
+    mark = {"schema_version": MARK_SCHEMA_VERSION, "results_sha256": entry["results_sha256"], "date": "2026-12-02",
+            "hardware": {"machine": "x86_64", "cpus": 2, "cpu": "AMD EPYC"}, "wall_time_s": 3.0,
+            "densegen_commit": None, "comparison": "predictions", "predictions_sha256": "a" * 64, "identical": True,
+            "max_abs_diff": 0.0, "metrics_max_rel_diff": 0.0, "tolerance": {"pred_rtol": 1e-4}}
+    mark_path(path).write_text(json.dumps(mark))
+    render(board)
+    row = next(r for r in table_lines(board.readme.read_text(), TASK) if "blur-0.2" in r)
+    assert "| 2026-12-02 on AMD EPYC (2 CPUs) |" in row
+    assert '<span class="badge ok">reproduced</span> 2026-12-02 on AMD EPYC (2 CPUs)' in board.page.read_text()
+    mark["results_sha256"] = "0" * 64  # a mark of other results is not shown
+    mark_path(path).write_text(json.dumps(mark))
+    render(board)
+    row = next(r for r in table_lines(board.readme.read_text(), TASK) if "blur-0.2" in r)
+    assert "| no |" in row and "reproduced</span>" not in board.page.read_text()
