@@ -105,6 +105,21 @@ class Task:
         protocol: a sentence on what is trained and evaluated.
         quick: what ``--quick`` uses instead of the full task.
         variants: data variants (ranked separately); ``()`` when the task has one.
+
+    Declarations the leaderboard checks submissions against (``leaderboard/pipeline.py``):
+
+    Attributes:
+        prediction_dtypes: predictions-file array name (an ``fnmatch`` pattern) -> the numpy
+            dtype kinds it may have (``"f"`` floats, ``"iu"`` integers, ``"US"`` strings); any
+            other array or kind is refused before scoring.
+        model_predictions: the arrays holding the model's own per-seed predictions (seed axis
+            first), for the identical-seeds and copied-seed checks.
+        trained_heads: seeds train heads (``--seeds`` is honoured; per-seed predictions must
+            differ); False where a run is deterministic and has one seed.
+        perfect_scores: metric -> (perfect value, noise): a result within ``noise`` of the
+            perfect value matches the labels and needs a reproduction mark.
+        optional_weight_metrics: metrics that need optional local weights (LPIPS' VGG16):
+            recorded, never compared when rescoring, never deciding acceptance or rank.
     """
 
     name: str = ""
@@ -121,6 +136,11 @@ class Task:
     protocol: str = ""
     quick: str = ""
     variants: tuple[str, ...] = ()
+    prediction_dtypes: dict[str, str] = {}
+    model_predictions: tuple[str, ...] = ()
+    trained_heads: bool = False
+    perfect_scores: dict[str, tuple[float, float]] = {}
+    optional_weight_metrics: tuple[str, ...] = ()
 
     def check_variant(self, variant: str | None) -> str | None:
         """The variant to use: ``variant`` or the first declared one; None for tasks without.

@@ -189,6 +189,10 @@ class CrystalEnergyTask(Task):
     protocol = ("[embedding of the molecule posed in the cell frame (model.embed_posed), 12 cell parameters] -> "
                 "standardization -> one MLP head per energy (paper 002's 4-layer head) -> test MAE and Pearson R")
     quick = "at most 2,000 train / 500 valid / 500 test crystals, 30 epochs"
+    prediction_dtypes = {"keys": "US", "energies": "US", "y_pred_*": "f"}
+    model_predictions = ("y_pred_model",)  # the ladder rungs (none, volume, inertia) are the benchmark's own
+    trained_heads = True
+    perfect_scores = {"buckingham_mae": (0.0, 1e-3)}  # Buckingham units per molecule; the labels' std is 189
 
     def metrics(self) -> dict[str, Metric]:
         units = {"lj_energy": "LJ units (eps = 1) per molecule", "buckingham_energy": "Buckingham units per molecule"}

@@ -514,6 +514,9 @@ class DensityTask(Task):
                 "model.reconstruct -> metrics on the float16 reconstruction (details in benchmarks/task_density.py)")
     quick = f"the first {QUICK_SIZE} test molecules on {QUICK_SHAPE[0]}^3 grids over the same box"
     variants = VARIANTS
+    prediction_dtypes = {"keys": "US", "grid_shapes": "iu", "grid_values": "f"}
+    perfect_scores = {PRIMARY: (0.0, 1e-3)}  # percent: identity's bound, needs a reproduction
+    optional_weight_metrics = tuple(f"lpips_{t}" for t in TRANSFORMS)  # VGG16 weights only where present
 
     def record(self, variant):
         """As Task.record, with the variant's pinned table as the split hash."""

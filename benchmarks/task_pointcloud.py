@@ -151,6 +151,8 @@ class PointCloudTask(Task):
                 "|pooled weight - 1| < 0.25; deviation = |atom - weight-averaged pooled position| (Angstrom); "
                 "primary = that deviation averaged over all atoms, unmatched atoms counted at 0.5")
     quick = "the first 500 hold-out molecules by gdb index"
+    prediction_dtypes = {"gdb_index": "iu", "offsets": "iu", "positions": "f", "type_probs": "f", "weights": "f"}
+    perfect_scores = {"penalized_mean_deviation": (0.0, 1e-4)}  # Angstrom: identity's bound, needs a reproduction
 
     def metrics(self) -> dict[str, Metric]:
         from .metrics.catalog import METRICS as CATALOG

@@ -207,6 +207,10 @@ class QM9Task(Task):
     protocol = ("frozen embedding: model.embed -> standardization (train mean/std) -> one MLP head per target "
                 "(L1 loss on standardized targets, Adam 1e-3, early stopping on validation MAE), several seeds")
     quick = "2,000 train / 500 valid / 500 test molecules (the first of each split by gdb index), 30 epochs"
+    prediction_dtypes = {"gdb_index": "iu", "y_pred": "f", "targets": "US"}
+    model_predictions = ("y_pred",)
+    trained_heads = True
+    perfect_scores = {"avg_mae": (0.0, 1e-3)}  # predictions = labels; honest frozen-embedding heads are > 1
 
     def metrics(self) -> dict[str, Metric]:
         out = {f"mae/{t}": Metric(f"mae/{t}", TARGET_UNITS[t], True, f"mean |prediction - label| of {t} over the test split")

@@ -1,6 +1,7 @@
 """``python -m leaderboard {submit,validate,render}``: the leaderboard's command line.
 
-  submit RESULTS.json [--predictions FILE] [--code-url URL]   check a results file and add it
+  submit RESULTS.json [--predictions FILE] [--code-url URL] [--reproduce]
+                                                              check a results file and add it
   validate [ENTRY.json ...] [--no-rescore]                    re-check stored entries (CI)
   render [--check]                                            write README.md and site/index.html
   reproduce ENTRY.json [--write-mark] [--allow-import]        re-run an entry's model and compare
@@ -15,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from .board import DEFAULT_ROOT, Board
+from .board import DEFAULT_ROOT, MARK_SUFFIX, Board
 from .errors import Rejected
 
 
@@ -29,7 +30,7 @@ def _validate_targets(board: Board, paths: list[Path]) -> tuple[Board, list[Path
         if d.name == "entries":
             return Board(d.parent), None
         if d.parent.name == "entries":
-            return Board(d.parent.parent), sorted(d.glob("*.json"))
+            return Board(d.parent.parent), sorted(p for p in d.glob("*.json") if not p.name.endswith(MARK_SUFFIX))
     files = [p.resolve() for p in paths]
     if files and all(p.parent.parent.name == "entries" for p in files):
         board = Board(files[0].parent.parent.parent)
@@ -81,6 +82,12 @@ def main(argv=None) -> int:
     s.add_argument("--predictions", type=Path, default=None,
                    help="its predictions .npz (default: the file named in the results, next to them)")
     s.add_argument("--code-url", default=None, help="https link to the model's code (shown on the board)")
+    s.add_argument("--reproduce", action="store_true",
+                   help="re-run the model and store a reproduction mark next to the entry; needed for results that "
+                        "match the test labels and for predictions too large to store (then not stored)")
+    s.add_argument("--allow-import", action="store_true",
+                   help="with --reproduce, also re-run a model outside the project's registry (its code runs: "
+                        "review it first)")
     v = sub.add_parser("validate", parents=[common, scoring], help="re-run all checks over stored entries")
     v.add_argument("paths", nargs="*", type=Path, metavar="PATH",
                    help="entry files, a task folder, entries/ or a board folder (default: the whole --board)")
@@ -102,12 +109,15 @@ def main(argv=None) -> int:
         from .submit import submit
 
         try:
-            path = submit(args.results, args.predictions, board, args.code_url, args.data_root)
+            path = submit(args.results, args.predictions, board, args.code_url, args.data_root,
+                          reproduce=args.reproduce, allow_import=args.allow_import)
         except Rejected as err:
             print(f"REJECTED {args.results}: {err}", file=sys.stderr)
             return 1
+        extra = [q.name for q in (path.with_name(path.stem + ".predictions.npz"), path.with_name(path.stem + MARK_SUFFIX))
+                 if q.exists()]
         print(f"accepted: {path}\nnext: python -m leaderboard render, then open a pull request with "
-              f"{path.parent.name}/{path.name} and its .predictions.npz")
+              f"{path.parent.name}/{path.name}" + "".join(f" and {x}" for x in extra))
         return 0
 
     if args.command == "validate":
@@ -117,9 +127,9 @@ def main(argv=None) -> int:
         report = validate(board, paths, do_rescore=not args.no_rescore, data_root=args.data_root)
         bad = 0
         for path, status in report:
-            ok = status == "OK"
+            ok = status.startswith("OK")
             bad += not ok
-            print(f"{'OK      ' if ok else 'INVALID '} {path}{'' if ok else ': ' + status}",
+            print(f"{'OK      ' if ok else 'INVALID '} {path}{status[2:] if ok else ': ' + status}",
                   file=sys.stdout if ok else sys.stderr)
         print(f"{len(report) - bad} valid, {bad} invalid")
         return 1 if bad else 0

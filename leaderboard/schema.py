@@ -1,5 +1,5 @@
 """Versioned JSON schemas: the results file ``benchmarks.run`` writes (defined next to its
-writer, ``benchmarks.results``) and a stored leaderboard entry (``densegen-leaderboard-entry-1``),
+writer, ``benchmarks.results``) and a stored leaderboard entry (``densegen-leaderboard-entry-2``),
 with a validator that turns the first schema error into a :class:`Rejected` with a clear message.
 
 A change to either layout bumps its version string; the leaderboard accepts exactly the
@@ -14,7 +14,9 @@ from benchmarks.results import RESULTS_SCHEMA, SHA256_SCHEMA, SCHEMA_VERSION as 
 
 from .errors import Rejected
 
-ENTRY_SCHEMA_VERSION = "densegen-leaderboard-entry-1"
+ENTRY_SCHEMA_VERSION = "densegen-leaderboard-entry-2"  # 2: accepted (UTC, written by submit), predictions.stored
+
+ACCEPTED_PATTERN = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}\.[0-9]{6}Z$"
 
 ENTRY_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -22,7 +24,7 @@ ENTRY_SCHEMA = {
     "title": "densegen leaderboard entry",
     "type": "object",
     "additionalProperties": False,
-    "required": ["schema_version", "task", "code_url", "results_sha256", "predictions", "results",
+    "required": ["schema_version", "task", "code_url", "results_sha256", "predictions", "accepted", "results",
                  "content_sha256"],
     "properties": {
         "schema_version": {"const": ENTRY_SCHEMA_VERSION},
@@ -31,9 +33,11 @@ ENTRY_SCHEMA = {
                                {"type": "string", "maxLength": 500, "pattern": "^https://[^\\s<>\"'`\\\\]+$"}]},
         "results_sha256": SHA256_SCHEMA,
         "predictions": {
-            "type": "object", "additionalProperties": False, "required": ["sha256", "bytes"],
-            "properties": {"sha256": SHA256_SCHEMA, "bytes": {"type": "integer", "minimum": 0}},
+            "type": "object", "additionalProperties": False, "required": ["sha256", "bytes", "stored"],
+            "properties": {"sha256": SHA256_SCHEMA, "bytes": {"type": "integer", "minimum": 0},
+                           "stored": {"type": "boolean"}},
         },
+        "accepted": {"type": "string", "pattern": ACCEPTED_PATTERN},
         "results": RESULTS_SCHEMA,
         "content_sha256": SHA256_SCHEMA,
     },
@@ -57,7 +61,7 @@ def _check(doc, schema: dict, version: str, what: str) -> None:
 
 
 def check_results_schema(doc) -> None:
-    """Validate a parsed results document against ``densegen-results-1``.
+    """Validate a parsed results document against the results schema (``densegen-results-3``).
 
     Raises:
         Rejected: ``schema-version``, ``missing-field``, ``unknown-field``, ``wrong-type`` or
@@ -67,7 +71,7 @@ def check_results_schema(doc) -> None:
 
 
 def check_entry_schema(doc) -> None:
-    """Validate a parsed leaderboard entry against ``densegen-leaderboard-entry-1`` (the embedded
+    """Validate a parsed leaderboard entry against ``densegen-leaderboard-entry-2`` (the embedded
     results are checked against the results schema as part of it).
 
     Raises:

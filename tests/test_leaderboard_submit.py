@@ -7,6 +7,7 @@ import hashlib
 import io
 import json
 import shutil
+import sys
 import zipfile
 from pathlib import Path
 
@@ -27,11 +28,19 @@ from leaderboard.validate import validate
 TASK = "pointcloud-reconstruction"
 
 
+def run_benchmark(argv: list[str]) -> int:
+    """``python -m benchmarks.run ARGV`` in this process, with sys.argv set as the shell would
+    (the results record sys.argv as their command, which the leaderboard checks)."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(sys, "argv", ["benchmarks/run.py", *argv])
+        return bench_run.main(argv)
+
+
 @pytest.fixture(scope="module")
 def honest(tmp_path_factory) -> Path:
     """Results JSON of a real, full run of the identity baseline (predictions next to it)."""
     out = tmp_path_factory.mktemp("honest")
-    assert bench_run.main(["--model", "identity", "--task", TASK, "--out", str(out), "--no-progress"]) == 0
+    assert run_benchmark(["--model", "identity", "--task", TASK, "--out", str(out), "--no-progress"]) == 0
     return out / f"{TASK}-identity.json"
 
 
@@ -39,15 +48,16 @@ def honest(tmp_path_factory) -> Path:
 def quick_run(tmp_path_factory) -> Path:
     """Results JSON of a real --quick (smoke) run."""
     out = tmp_path_factory.mktemp("quick")
-    assert bench_run.main(["--model", "identity", "--task", TASK, "--quick", "--out", str(out), "--no-progress"]) == 0
+    assert run_benchmark(["--model", "identity", "--task", TASK, "--quick", "--out", str(out), "--no-progress"]) == 0
     return out / f"{TASK}-identity.json"
 
 
 @pytest.fixture(scope="module")
 def accepted(honest, tmp_path_factory) -> tuple[Board, Path]:
-    """A board holding the honest identity entry (submitted once)."""
+    """A board holding the honest identity entry (submitted once). Identity reconstructs every
+    atom exactly (the perfect score), which is accepted only when reproduced: submit re-runs it."""
     board = Board(tmp_path_factory.mktemp("board"))
-    path = submit(honest, board=board, code_url="https://github.com/example/densegen-identity")
+    path = submit(honest, board=board, code_url="https://github.com/example/densegen-identity", reproduce=True)
     return board, path
 
 
@@ -116,7 +126,9 @@ def test_honest_run_is_accepted_and_rendered(honest, accepted):
     assert entry["results"]["metrics"]["aggregate"]["penalized_mean_deviation"] == {"mean": 0.0, "std": 0.0}
     assert entry["results"]["metrics"]["per_seed"][0]["n_molecules"] == 13215
 
-    assert validate(board) == [(path, "OK")]
+    mark = json.loads(path.with_name(path.stem + ".reproduced.json").read_text())
+    assert mark["results_sha256"] == entry["results_sha256"] and mark["identical"] is True
+    assert validate(board) == [(path, f"OK (reproduced {mark['date']})")]
     render(board)
     readme = board.readme.read_text()
     row = next(line for line in readme.splitlines() if "| identity |" in line)
@@ -125,6 +137,13 @@ def test_honest_run_is_accepted_and_rendered(honest, accepted):
     page = board.page.read_text()
     assert f'data-entry="{TASK}/{entry["content_sha256"][:12]}"' in page
     assert ">identity</td>" in page
+
+
+def test_perfect_score_needs_a_reproduction(honest, tmp_path):
+    """Identity's 0 deviation is what predictions copied from the labels give: refused without
+    --reproduce (the same run is accepted with it, see ``accepted``)."""
+    err = assert_rejected(honest, Board(tmp_path / "board"), "matches-labels", "within 0.0001 of the perfect 0")
+    assert "--reproduce" in err.message
 
 
 def test_cli_submit_and_validate_exit_codes(honest, accepted, tmp_path, capsys):
@@ -376,7 +395,15 @@ def test_validate_catches_rehashed_entry(accepted, tmp_path):
     path.rename(new)
     path.with_name(path.stem + ".predictions.npz").rename(new.with_name(new.stem + ".predictions.npz"))
     new.write_text(json.dumps(entry))
-    assert validate(board, do_rescore=False) == [(new, "OK")]  # integrity alone cannot tell
+    old_mark = path.with_name(path.stem + ".reproduced.json")
+    mark = json.loads(old_mark.read_text())
+    old_mark.unlink()
+    new_mark = new.with_name(new.stem + ".reproduced.json")
+    new_mark.write_text(json.dumps({**mark, "results_sha256": "0" * 64}))
+    [(_, status)] = validate(board, do_rescore=False)
+    assert status.startswith("[bad-mark]")  # the mark names the results it reproduced
+    new_mark.write_text(json.dumps({**mark, "results_sha256": entry["results_sha256"]}))  # marks are not signed
+    assert validate(board, do_rescore=False) == [(new, f"OK (reproduced {mark['date']})")]  # integrity cannot tell
     [(_, status)] = validate(board)
     assert status.startswith("[metric-mismatch]") and "atomwise_matched_fraction: submitted 0.5" in status
 
