@@ -34,9 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .board import MARK_SUFFIX, mark_path  # noqa: F401  (the sidecar's name is the board's)
 from .errors import Rejected
 
-MARK_SUFFIX = ".reproduced.json"
 MARK_SCHEMA_VERSION = "densegen-reproduction-1"
 PRED_RTOL = 1e-4      # relative tolerance on each predicted value
 PRED_ATOL = 1e-6      # absolute tolerance on each predicted value (in the array's units)
@@ -254,12 +254,6 @@ def reproduce(doc: dict, stored: Path | None, data_root, work_dir=None, allow_im
         "tolerance": {"pred_rtol": PRED_RTOL, "pred_atol": PRED_ATOL, "metric_rtol": METRIC_RTOL,
                       "metric_atol": METRIC_ATOL},
     }
-
-
-def mark_path(entry_path: Path) -> Path:
-    """Where an entry's reproduction mark lives: ``<entry stem>.reproduced.json``."""
-    entry_path = Path(entry_path)
-    return entry_path.with_name(entry_path.stem + MARK_SUFFIX)
 
 
 def write_mark(entry_path: Path, mark: dict) -> Path:
