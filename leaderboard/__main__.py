@@ -103,6 +103,8 @@ def main(argv=None) -> int:
     r = sub.add_parser("render", parents=[common], help="write README.md and site/index.html")
     r.add_argument("--check", action="store_true", help="only check that the files are up to date")
     args = ap.parse_args(argv)
+    if args.command == "reproduce":
+        return _reproduce(args)
     board = Board(args.board)
 
     if args.command == "submit":
@@ -133,9 +135,6 @@ def main(argv=None) -> int:
                   file=sys.stdout if ok else sys.stderr)
         print(f"{len(report) - bad} valid, {bad} invalid")
         return 1 if bad else 0
-
-    if args.command == "reproduce":
-        return _reproduce(args)
 
     from .render import render
 

@@ -109,3 +109,41 @@ def test_shape_and_name_changes_fail(quick_run, tmp_path):
     write_npz(tmp_path / "short.npz", arrays)
     with pytest.raises(Rejected, match="'weights'"):
         compare_npz(tmp_path / "short.npz", pred)
+
+
+def _file_entry(board_root: Path, doc: dict, pred: Path) -> Path:
+    """File a results document as a board entry the way submit writes it (without its checks:
+    quick runs are refused by submit, and these tests need second-long runs)."""
+    from leaderboard.board import entry_stem, make_entry, predictions_path
+
+    data = pred.read_bytes()
+    entry = make_entry(doc, sha256_hex(data), len(data), None)
+    folder = board_root / "entries" / doc["task"]["name"]
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{entry_stem(entry)}.json"
+    path.write_text(json.dumps(entry, indent=2))
+    predictions_path(path).write_bytes(data)
+    return path
+
+
+def test_cli_reproduces_an_entry_and_a_tampered_entry_fails(quick_run, tmp_path, capsys):
+    from leaderboard.__main__ import main as lb_main
+
+    root, doc, pred = quick_run
+    path = _file_entry(tmp_path / "board", doc, pred)
+    assert lb_main(["reproduce", str(path), "--data-root", str(root / "data"), "--write-mark"]) == 0
+    out = capsys.readouterr().out
+    assert "REPRODUCED" in out and "byte" not in out.split("REPRODUCED")[0]
+    assert read_mark(mark_path(path), json.loads(path.read_text()))["identical"] is True
+    # tampered: better predictions (every atom moved halfway back to... anywhere: here 0.1 Angstrom),
+    # results and hashes rewritten consistently so that every integrity check passes
+    arrays = dict(np.load(pred, allow_pickle=False))
+    arrays["positions"] = arrays["positions"] + np.float32(0.1)
+    forged = tmp_path / "forged.npz"
+    digest, size = write_npz(forged, arrays)
+    doc2 = json.loads(json.dumps(doc))
+    doc2["predictions"].update(sha256=digest, bytes=size)
+    path2 = _file_entry(tmp_path / "board2", doc2, forged)
+    assert lb_main(["reproduce", str(path2), "--data-root", str(root / "data")]) == 1
+    err = capsys.readouterr().err
+    assert "NOT REPRODUCED" in err and "[not-reproduced]" in err and "'positions'" in err
