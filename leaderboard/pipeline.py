@@ -418,7 +418,7 @@ def board_entries(ctx: Context):
             try:
                 entries.append((p, read_entry(p)))
             except Rejected as err:
-                return Rejected("board-invalid", f"the board holds an invalid entry {p}: {err.message}; "
+                return Rejected("board-invalid", f"the board holds an invalid entry {p}: [{err.code}] {err.message}; "
                                                  "run `python -m leaderboard validate` first")
     ctx.others = [(p, e) for p, e in entries
                   if e["results"]["task"]["variant"] == ctx.variant and (ctx.path is None or p != ctx.path)]

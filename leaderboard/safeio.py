@@ -17,6 +17,7 @@ import re
 import stat
 import struct
 import zipfile
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -209,7 +210,7 @@ class Member:
     data_bytes: int     # prod(shape) * itemsize
 
 
-_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError, struct.error,
+_ZIP_ERRORS = (zipfile.BadZipFile, zipfile.LargeZipFile, zlib.error, OSError, EOFError, ValueError, struct.error,
                NotImplementedError, RuntimeError, OverflowError, UnicodeDecodeError, KeyError, IndexError,
                TypeError, SyntaxError, MemoryError)
 
@@ -275,7 +276,7 @@ def _read_header(f, info: zipfile.ZipInfo, name: str, what: str) -> Member:
     reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
     try:
         shape, _, dtype = reader(f, max_header_size=NPY_MAX_HEADER)
-    except (ValueError, SyntaxError, TypeError, KeyError, struct.error, OverflowError, RecursionError) as err:
+    except Exception as err:  # numpy parses the header with tokenize + literal_eval: any error is a bad header
         msg = str(err)
         if "object" in msg.lower() or "pickle" in msg.lower():
             raise Rejected("pickle", f"{what}: array {name!r} is a pickled object array; only plain numeric arrays "
