@@ -755,6 +755,22 @@ def test_labels_as_predictions(blur, empty, tmp_path, qm9_test):
     refuse(quick, empty, "command-mismatch", "recorded_command", "--quick is given")
 
 
+def test_one_seed_at_the_labels_needs_a_reproduction_too():
+    task = get_task("crystal-energy")
+    per_seed = [{"seed": s, "model": {"buckingham_energy": {"mae": 30.0}}} for s in range(3)]
+    per_seed[1]["model"]["buckingham_energy"]["mae"] = 2e-4
+    doc = {"metrics": {"per_seed": per_seed, "aggregate": {"buckingham_mae": {"mean": 20.0, "std": 14.1}}}}
+    ctx = Context("submit", Board(), doc=doc)
+    ctx.task = task
+    err = pipeline.matches_labels(ctx)
+    assert err.code == "matches-labels" and err.message.startswith("model/buckingham_energy/mae = 0.0002")
+    per_seed[1]["model"]["buckingham_energy"]["mae"] = 25.0
+    assert pipeline.matches_labels(ctx) is None
+    ctx.mark = {"date": "2026-12-02"}
+    doc["metrics"]["aggregate"]["buckingham_mae"]["mean"] = 0.0
+    assert pipeline.matches_labels(ctx) is None  # reproduced
+
+
 def test_labels_with_a_reproduction_mark_are_accepted(blur, tmp_path, qm9_test, fake_reproduce):
     gdb, y = qm9_test
     preds = np.stack([y.copy() for _ in range(5)])
