@@ -11,6 +11,7 @@ without that field. Its file name is ``<sanitized model name>-<content_sha256[:1
 from __future__ import annotations
 
 import datetime as _dt
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -123,5 +124,10 @@ def rank_key(entry: dict, task) -> tuple[float, str, str]:
     Returns:
         (signed mean, accepted, content_sha256); use ``sorted(entries, key=lambda e: rank_key(e, task))``.
     """
-    mean = float(entry["results"]["metrics"]["aggregate"][task.primary_metric]["mean"])
-    return (mean if task.lower_is_better else -mean, entry["accepted"], entry["content_sha256"])
+    stat = entry["results"]["metrics"]["aggregate"].get(task.primary_metric)
+    mean = stat.get("mean") if isinstance(stat, dict) else None
+    if not isinstance(mean, (int, float)) or isinstance(mean, bool) or not math.isfinite(mean):
+        signed = math.inf  # validate refuses such entries; ranked last if one is rendered anyway
+    else:
+        signed = float(mean) if task.lower_is_better else -float(mean)
+    return (signed, str(entry["accepted"]), str(entry["content_sha256"]))

@@ -431,6 +431,9 @@ def test_ranking_ties_are_broken_by_acceptance_not_by_the_submitters_date(runs):
         min(same["content_sha256"], first["content_sha256"])
     higher = type("HigherIsBetter", (type(task),), {"lower_is_better": False})()
     assert rank_key(first, higher)[0] == -rank_key(first, task)[0]
+    broken = copy.deepcopy(first)
+    broken["results"]["metrics"]["aggregate"][task.primary_metric]["mean"] = None
+    assert rank_key(broken, task)[0] == rank_key(broken, higher)[0] == float("inf")  # last either way
 
 
 def test_submit_writes_its_own_acceptance_time(board):
