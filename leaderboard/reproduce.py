@@ -43,7 +43,6 @@ PRED_ATOL = 1e-6      # absolute tolerance on each predicted value (in the array
 METRIC_RTOL = 1e-6    # relative tolerance on each recomputed metric, when predictions are not stored
 METRIC_ATOL = 1e-9
 CHUNK_ELEMENTS = 1 << 22  # values compared per step (streaming: ~32 MB of float64 per side)
-MARK_MAX_BYTES = 64 * 1024
 
 MARK_SCHEMA = {
     "$schema": "https://json-schema.org/draft/2020-12/schema",
@@ -276,7 +275,7 @@ def read_mark(path: Path, entry: dict) -> dict:
     import jsonschema
     from jsonschema.exceptions import best_match
 
-    from .safeio import loads_strict, read_capped
+    from .safeio import MARK_MAX_BYTES, loads_strict, read_capped
 
     try:
         mark = loads_strict(read_capped(Path(path), MARK_MAX_BYTES, "reproduction mark"), "reproduction mark")
