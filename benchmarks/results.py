@@ -157,6 +157,16 @@ def git_commit() -> str | None:
     return commit()
 
 
+def commit_that_ran(at_start: str | None) -> str | None:
+    """The commit to record for a run that started at commit ``at_start``: that commit, or
+    ``<commit>+dirty`` when the checkout changed (a commit or an edit) while the run ran, since
+    the code that ran is then neither the old commit nor the new one for certain."""
+    at_end = git_commit()
+    if at_start is None or at_end == at_start:
+        return at_start
+    return at_start.split("+")[0] + "+dirty"
+
+
 def package_versions() -> dict:
     from builders.provenance import package_versions as pv
 
@@ -201,7 +211,7 @@ def write_npz(path: Path, arrays: dict) -> tuple[str, int]:
 
 def write_results(out_dir: Path, task, variant: str | None, model_name: str, model_target: str, n_params: int,
                   run: dict, wall_time_s: float, model_arguments: dict | None = None,
-                  weights_sha256: str | None = None) -> Path:
+                  weights_sha256: str | None = None, densegen_commit: str | None = "now") -> Path:
     """Write ``<out_dir>/<task>[-<variant>]-<model>.json`` and its predictions ``.npz``; the
     document is validated against :data:`RESULTS_SCHEMA` first (nothing is written if it fails).
 
@@ -211,6 +221,8 @@ def write_results(out_dir: Path, task, variant: str | None, model_name: str, mod
         run: what ``task.run`` returned (protocol, per_seed, aggregate, predictions, release).
         model_arguments: the keyword arguments the model was constructed with (``--model-arg``).
         weights_sha256: :func:`benchmarks.protocol.weights_digest` of the weights it loaded.
+        densegen_commit: the commit of the code that ran (see :func:`commit_that_ran`); by
+            default the checkout's commit now.
     Returns:
         the JSON path.
     Raises:
@@ -230,7 +242,7 @@ def write_results(out_dir: Path, task, variant: str | None, model_name: str, mod
         "metrics": {"per_seed": run["per_seed"], "aggregate": run["aggregate"]},
         "predictions": {"file": pred_path.name, "sha256": None, "bytes": None},
         "environment": {"hardware": hardware(), "packages": package_versions(), "python": platform.python_version(),
-                        "densegen_commit": git_commit()},
+                        "densegen_commit": git_commit() if densegen_commit == "now" else densegen_commit},
         "wall_time_s": round(float(wall_time_s), 3),
         "command": " ".join(shlex.quote(a) for a in ["python", "-m", "benchmarks.run", *sys.argv[1:]]),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

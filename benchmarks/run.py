@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 
 from .protocol import load_model, num_parameters, resolve_model_target, weights_digest
-from .results import write_results
+from .results import commit_that_ran, git_commit, write_results
 from .tasks import TASKS, all_tasks, get_task
 
 
@@ -40,8 +40,10 @@ def supported_tasks(model) -> list[str]:
             and (task.input_kind == "any" or kind == "any" or task.input_kind == kind)]
 
 
-def run_task(task_name: str, model, model_name: str, args) -> Path:
-    """Run one task (for one data variant) and write its results file; returns the path."""
+def run_task(task_name: str, model, model_name: str, args, commit_at_start: str | None = None) -> Path:
+    """Run one task (for one data variant) and write its results file; returns the path.
+    ``commit_at_start``: the checkout's commit when the code was imported (recorded, or
+    ``+dirty`` if the checkout changed meanwhile)."""
     task = get_task(task_name)
     missing = [m for m in task.needs if not callable(getattr(model, m, None))]
     if missing:
@@ -56,7 +58,7 @@ def run_task(task_name: str, model, model_name: str, args) -> Path:
     wall = time.perf_counter() - start
     return write_results(args.out, task, variant, model_name, resolve_model_target(args.model), num_parameters(model),
                          out, wall, model_arguments=_parse_model_args(args.model_arg),
-                         weights_sha256=weights_digest(model))
+                         weights_sha256=weights_digest(model), densegen_commit=commit_that_ran(commit_at_start))
 
 
 def print_table(paths: list[Path]) -> None:
@@ -109,6 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
+    commit_at_start = git_commit()  # the code this process imports is the checkout's now
     ap = build_parser()
     args = ap.parse_args(argv)
     if args.seeds is not None and args.seeds < 1:
@@ -125,7 +128,7 @@ def main(argv=None) -> int:
     paths = []
     for name in tasks:
         try:
-            paths.append(run_task(name, model, getattr(model, "name", args.model), args))
+            paths.append(run_task(name, model, getattr(model, "name", args.model), args, commit_at_start))
         except (ValueError, FileNotFoundError, ModuleNotFoundError) as err:
             print(f"error in task {name}: {err}", file=sys.stderr)
             return 1
