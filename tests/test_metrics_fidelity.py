@@ -354,3 +354,25 @@ def test_register_is_idempotent():
         assert FEATURE_EXTRACTORS_REGISTRY[features.NET3D] is features.Net3DExtractor
     finally:
         FEATURE_EXTRACTORS_REGISTRY.update(saved)
+
+
+def test_a_disk_backed_set_is_read_grid_by_grid_not_materialized(sets, tmp_path):
+    """The density task passes its float16 memmap stores: converting one whole to an array
+    held 8.4 GB in memory on a 1,000-grid run. Indexing must be the only access."""
+    from benchmarks.task_density import GridStore
+
+    real, fake = sets[0][:4], sets[1][:4]
+
+    class Store(GridStore):
+        def __array__(self, *args, **kwargs):
+            raise AssertionError("the whole store was converted to an array")
+
+    stores = []
+    for name, grids in (("real", real), ("fake", fake)):
+        store = Store(tmp_path, name, len(grids), grids.shape[1:])
+        store.array[:] = grids.astype(np.float16)
+        stores.append(store)
+    got = fidelity_metrics(stores[0], stores[1], kid_subsets=3)
+    want = fidelity_metrics(real.astype(np.float16), fake.astype(np.float16), kid_subsets=3)
+    assert (got["fid"], got["kid_mean"]) == (want["fid"], want["kid_mean"])
+    assert isinstance(stores[0][0], np.memmap)  # items are views of the file

@@ -75,11 +75,18 @@ def _identical_sets(real: list, fake: list) -> bool:
 
 
 def _as_list(grids) -> list:
+    """The grids as a list of (X, Y, Z) items without copying them: an array or tensor is split
+    into views; any other sized, indexable set (e.g. the density task's disk-backed
+    ``GridStore``) is indexed item by item, so its grids stay on disk until each is used."""
     if isinstance(grids, (list, tuple)):
         return list(grids)
     if torch.is_tensor(grids):
         grids = grids.detach().cpu()
         return list(grids if grids.dim() == 4 else grids.unsqueeze(0))
+    if isinstance(grids, np.ndarray):
+        return list(grids if grids.ndim == 4 else grids[None])
+    if hasattr(grids, "__len__") and hasattr(grids, "__getitem__"):
+        return [grids[i] for i in range(len(grids))]
     a = np.asarray(grids)
     return list(a if a.ndim == 4 else a[None])
 
