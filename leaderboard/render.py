@@ -242,7 +242,7 @@ th,td{border-bottom:1px solid #d0d7de;padding:.35rem .6rem;text-align:left}td.nu
 th[data-sort]{cursor:pointer;user-select:none;background:#f6f8fa}th[data-sort]:hover{background:#eaeef2}
 th[aria-sort=ascending]::after{content:" \\25B2"}th[aria-sort=descending]::after{content:" \\25BC"}
 tr.reported td{color:#57606a;font-style:italic;background:#fbfbfb}
-code.cmd{font-size:.78em;color:#57606a;word-break:break-all}span.badge.ok{border-color:#1a7f37;color:#1a7f37}
+code.cmd{font-size:.78em;color:#57606a;word-break:break-all;display:block;max-width:22em}details summary{cursor:pointer;color:#57606a;font-size:.85em}span.badge.ok{border-color:#1a7f37;color:#1a7f37}
 nav ul{columns:2;font-size:.92em}span.badge{font-style:normal;font-size:.75em;border:1px solid #8c959f;border-radius:.6em;padding:0 .4em;color:#57606a}
 svg.chart{display:block;max-width:100%;height:auto;margin-top:.6rem}svg.chart text{font-size:12px;fill:#1b1f24}
 """.strip()
@@ -349,8 +349,8 @@ def render_table(task: Task, rows: list[Row], n_entries: int, section: str = "")
         else:
             code = (f'<a href="{_e(r.code_url)}" rel="nofollow noopener noreferrer">code</a>' if r.code_url else "—")
             repro = (f'<span class="badge ok">reproduced</span> {_e(r.reproduced)}' if r.reproduced else "no")
-            link = (f'<a href="../{_e(r.entry_file)}">json</a> <code class="cmd" title="re-run this entry">'
-                    f'{_e(r.reproduce_command)}</code>' if r.entry_file else "—")
+            link = (f'<a href="../{_e(r.entry_file)}">json</a><details><summary>re-run</summary>'
+                    f'<code class="cmd">{_e(r.reproduce_command)}</code></details>' if r.entry_file else "—")
             out.append(f'<tr class="entry" data-entry="{_e(r.entry_id)}">' + _cell(str(r.rank), r.rank, "num")
                        + _cell(_e(r.model), r.model)
                        + _cell(f"{_e(_num(r.mean))} ± {_e(_num(r.std))}", repr(r.mean), "num")
