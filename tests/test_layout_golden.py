@@ -1,0 +1,104 @@
+"""Moving code must not change what it builds: every release, built small with a fixed seed
+through the command line, gives shards whose sha256 equals the hashes recorded here.
+
+The hashes were recorded at commit aa84fbc, before the builders were reorganised (issue 14).
+A change that alters a shard on purpose (a new field, a new encoding) must bump the release's
+version and record the new hashes here in the same commit, saying why.
+"""
+from __future__ import annotations
+
+import hashlib
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from .conftest import REPO
+
+# Three tiny molecules for the PubChem pipeline, so the test pays for seconds of RHF, not minutes.
+TINY_SMILES = "O\nCC\nC=O\n"
+
+BUILDS = {
+    # release: (extra command-line options, {shard path under the release: sha256})
+    "random-conformers": (["--limit", "6"], {
+        "data/train/random-conformers-train-000000.tar":
+            "670b155e85d70f2e32b3901c41809b9e977d744bfaa6da4181f2b027665262d9",
+    }),
+    "p1-crystals": (["--limit", "3", "--starts", "1", "--noisy", "1"], {
+        "data/train/p1-crystals-train-000000.tar":
+            "c74f2a2f4cba7f02ffa628d486728c5f8a5939b5d87c537ee4d3e414ba05daa2",
+    }),
+    "pubchem-hf-density": (["--input", "{smiles}", "--conformers", "2", "--spacing", "0.6", "--grid"], {
+        "data/train/pubchem-hf-density-train-000000.tar":
+            "682d9a7aa028f0b746518c9c34acd2ba99df92b9de0d1290f8710dd9d60ae718",
+        "data/test/pubchem-hf-density-test-000000.tar":
+            "379e8f58d704b3c314b06256a107391e969a7f63b1610ef9408e0cc0953ae6a7",
+        "grid/train/pubchem-hf-density-grid-train-000000.tar":
+            "c60fae71a92d23229522276d7616969c389cbc28be32be25d46fea62125af638",
+        "grid/test/pubchem-hf-density-grid-test-000000.tar":
+            "6c2ce591bc59c9ad93601f1aac240c6f957caf157870ea47c6cd4479c3dd42ff",
+    }),
+    "qm9-hf-density": (["--limit", "2", "--spacing", "0.6", "--grid"], {
+        "data/train/qm9-hf-density-train-000000.tar":
+            "ebfb09ed039fdca10bf0761e47c52418976141ec4952bddf22b5d4923d47219f",
+        "data/valid/qm9-hf-density-valid-000000.tar":
+            "d39e6928aa8123c6ac585bf14d6671ddae4561a0309bcee30ede3f788428c327",
+        "grid/train/qm9-hf-density-grid-train-000000.tar":
+            "290d61b25d433f4a961f829114840e8d0273a0a4c6654b92bbfe8657a7c3a218",
+        "grid/valid/qm9-hf-density-grid-valid-000000.tar":
+            "ef525281f0ff85afe9a131c5899cd6c6ef827e6a6005e7583f2c65f92c0b90cf",
+    }),
+}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _shards(release_dir: Path) -> dict:
+    return {str(p.relative_to(release_dir)): _sha256(p) for p in sorted(release_dir.rglob("*.tar"))}
+
+
+@pytest.fixture(scope="module")
+def built_root(tmp_path_factory) -> Path:
+    """One root with every release built small (p1-crystals from the random-conformers built there)."""
+    root = tmp_path_factory.mktemp("golden")
+    smiles = root / "tiny.smi"
+    smiles.write_text(TINY_SMILES)
+    for release, (options, _) in BUILDS.items():   # dict order: random-conformers before p1-crystals
+        argv = [sys.executable, "-m", "builders", "build", release, "--root", str(root), "--seed", "0",
+                "--workers", "1", "--quiet"] + [o.replace("{smiles}", str(smiles)) for o in options]
+        done = subprocess.run(argv, cwd=REPO, capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, f"{release}: {done.stderr[-2000:]}"
+    return root
+
+
+@pytest.mark.parametrize("release", list(BUILDS))
+def test_small_build_of_every_release_gives_the_recorded_shards(built_root, release):
+    got = _shards(built_root / "densegen" / release)
+    assert got == BUILDS[release][1]
+
+
+GOLDEN_METRICS = REPO / "tests" / "data" / "golden_quick_metrics.json"
+
+
+@pytest.fixture(scope="module")
+def quick_data_root(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("quick-data")
+
+
+@pytest.mark.parametrize("run", sorted(__import__("json").loads(GOLDEN_METRICS.read_text())["runs"]))
+def test_quick_benchmark_runs_give_the_recorded_metrics_to_the_last_digit(quick_data_root, tmp_path, run):
+    """``python -m benchmarks.run ... --quick``: every per-seed and aggregate number equals the one
+    recorded (tests/data/golden_quick_metrics.json, written by this project at the commit it names)."""
+    import json
+
+    from benchmarks.run import main
+
+    recorded = json.loads(GOLDEN_METRICS.read_text())["runs"][run]
+    out = tmp_path / "res"
+    assert main(recorded["argv"] + ["--quick", "--data-root", str(quick_data_root), "--out", str(out),
+                                    "--no-progress"]) == 0
+    (result,) = [p for p in out.glob("*.json")]
+    assert json.loads(result.read_text())["metrics"] == recorded["metrics"]
