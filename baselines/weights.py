@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from builders.tario import sha256_file
+from builders.format.tario import sha256_file
 
 FORMAT = "densegen-sharded-safetensors"
 FORMAT_VERSION = 1

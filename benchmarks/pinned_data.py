@@ -164,8 +164,8 @@ def build_qm9_density(root: Path, workers: int = 1, progress: bool = True) -> Pa
     Raises:
         PinnedDataError: a sample differs from its pinned record, or the build failed molecules.
     """
-    from builders.build import build_release, release_dir
-    from builders.registry import get_release
+    from builders.format.build import build_release, release_dir
+    from builders.format.registry import get_release
 
     spec = get_release("qm9-hf-density")
     manifest = build_release(spec, Path(root), qm9_density_params(), workers=workers, progress=progress)
@@ -201,7 +201,7 @@ def density_problems(sample: dict, record: dict, tolerance: float = ENERGY_TOLER
 def verify_qm9_density_release(release: Path, split: str = "test", table: dict | None = None) -> list[str]:
     """Stream a qm9-hf-density release's ``split`` and compare every sample with the pinned
     table (one sample in memory at a time). Lists missing, extra and differing samples."""
-    from builders.reader import iter_release
+    from builders.format.reader import iter_release
 
     table = table if table is not None else load_density_qm9()[0]
     seen, problems = set(), []
@@ -249,7 +249,7 @@ def pubchem_record_frame(record: dict) -> dict:
 
 def rebuild_pubchem_sample(record: dict, time_limit_s: float | None = 900.0, verify: bool = True) -> dict:
     """Rebuild one pinned pubchem density sample by RHF/STO-3G only, on its committed final
-    geometry (``builders.chem.density_pipeline.build_density_sample_from_geometry``, the
+    geometry (``builders.density.pipeline.build_density_sample_from_geometry``, the
     qm9-hf-density path), in the release's sample form (arrays + ``meta`` + ``__key__``).
 
     The sample's frame is the seed frame of the geometry (128^3, 3 Bohr margin) and must equal
@@ -257,10 +257,10 @@ def rebuild_pubchem_sample(record: dict, time_limit_s: float | None = 900.0, ver
 
     Raises:
         PinnedDataError: (``verify``) energy, electron count, InChIKey or frame differ from the record.
-        builders.failures.MoleculeFailure: RHF failed (not converged, timeout).
+        builders.format.failures.MoleculeFailure: RHF failed (not converged, timeout).
     """
-    from builders.chem.density_pipeline import build_density_sample_from_geometry
-    from builders.releases.density import split_fields
+    from builders.density.pipeline import build_density_sample_from_geometry
+    from builders.density.release import split_fields
 
     sample = build_density_sample_from_geometry(
         np.asarray(record["atomic_numbers"], np.int64), np.asarray(record["positions_angstrom"], np.float64),
@@ -298,8 +298,8 @@ def ensure_pubchem_density(folder: Path, records: list[dict] | None = None, prog
     """
     from tqdm import tqdm
 
-    from builders.encoding import encode_sample
-    from builders.tario import write_atomic, write_shard
+    from builders.format.encoding import encode_sample
+    from builders.format.tario import write_atomic, write_shard
 
     if records is None:
         records, table_sha = load_density_pubchem()
@@ -328,8 +328,8 @@ def iter_pubchem_density(folder: Path, records: list[dict] | None = None) -> Ite
     Raises:
         PinnedDataError: a sample is missing, its tar changed, or it differs from its record.
     """
-    from builders.reader import decode_sample
-    from builders.tario import iter_tar_samples
+    from builders.format.reader import decode_sample
+    from builders.format.tario import iter_tar_samples
 
     if records is None:
         records = load_density_pubchem()[0]
@@ -384,7 +384,7 @@ def multipoles(atomic_numbers, positions_angstrom, density_matrix, basis: str = 
     """
     from pyscf.data import nist
 
-    from builders.chem.density_rhf import build_rhf_mol
+    from builders.density.rhf import build_rhf_mol
     from builders.density.storage import unpack_density_matrix
 
     z = np.asarray(atomic_numbers, np.int64).ravel()

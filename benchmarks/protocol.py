@@ -92,7 +92,7 @@ def weights_digest(model) -> str | None:
     import hashlib
     from pathlib import Path
 
-    from builders.tario import sha256_file
+    from builders.format.tario import sha256_file
 
     import os
 

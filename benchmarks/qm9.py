@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from builders.qm9_source import (  # noqa: F401  (re-exported: the benchmark's view of QM9)
+from builders.sources import (  # noqa: F401  (re-exported: the benchmark's view of QM9)
     TARGET_COLUMNS, TARGET_UNITS, TARGETS, cache_dir, load_qm9, molecule)
 
 SPLIT_FILE = Path(__file__).parent / "splits" / "qm9-split-v1.txt.gz"
@@ -39,8 +39,8 @@ def split_file_bytes(smiles, indices, progress: bool = False) -> bytes:
     split by the project's one split function on the InChIKey of the QM9 SMILES."""
     from tqdm import tqdm
 
-    from builders.identity import inchikey_of_smiles
-    from builders.splits import assign_split
+    from builders.format.identity import inchikey_of_smiles
+    from builders.format.splits import assign_split
 
     lines = []
     for idx, smi in tqdm(list(zip(indices, smiles)), desc="QM9 split", disable=not progress, unit="mol"):

@@ -152,7 +152,7 @@ def hardware() -> dict:
 
 def git_commit() -> str | None:
     """The densegen commit that ran (``+dirty`` with uncommitted changes), None outside a git checkout."""
-    from builders.provenance import git_commit as commit
+    from builders.format.provenance import git_commit as commit
 
     return commit()
 
@@ -168,7 +168,7 @@ def commit_that_ran(at_start: str | None) -> str | None:
 
 
 def package_versions() -> dict:
-    from builders.provenance import package_versions as pv
+    from builders.format.provenance import package_versions as pv
 
     return pv(("densegen", "numpy", "scipy", "torch", "rdkit", "pyscf", "datasets", "webdataset", "torch-fidelity",
                "scikit-image"))
@@ -188,7 +188,7 @@ def write_npz(path: Path, arrays: dict) -> tuple[str, int]:
     import os
     import zipfile
 
-    from builders.tario import sha256_file
+    from builders.format.tario import sha256_file
 
     path = Path(path)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")

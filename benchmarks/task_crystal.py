@@ -180,7 +180,7 @@ class CrystalEnergyTask(Task):
     data = ("benchmarks/data/crystal-energy-v1.npz: 42,152 P1 crystals (3,995 stationary optima + noisy copies) of "
             "1,000 random conformers, built by p1-crystals 2.0.0 (undistorted molecules, the authors' filter); "
             "committed, pinned by its sha256")
-    split = "the project's identity-hash split of each crystal's parent molecule (builders.splits), in the file"
+    split = "the project's identity-hash split of each crystal's parent molecule (builders.format.splits), in the file"
     split_sha256 = DATA_SHA256
     primary_metric = "buckingham_mae"
     lower_is_better = True

@@ -156,8 +156,8 @@ def prepare_data(data_root, variant: str, quick: bool, progress: bool = True) ->
                   f"the committed geometries) under {folder} (first use)", flush=True)
         ensure_pubchem_density(folder, records, progress=progress)
     elif quick:
-        from builders.build import build_release, release_dir
-        from builders.registry import get_release
+        from builders.format.build import build_release, release_dir
+        from builders.format.registry import get_release
 
         release = release_dir(folder, "qm9-hf-density")
         if not (release / "manifest.json").is_file() or (release / ".build").exists():
@@ -187,8 +187,8 @@ def iter_test_samples(data_root, variant: str, quick: bool) -> Iterator[dict]:
     Raises:
         ValueError: when the prepared samples are not the pinned ones, in order.
     """
-    from builders.build import release_dir
-    from builders.reader import iter_release
+    from builders.format.build import release_dir
+    from builders.format.reader import iter_release
 
     from .pinned_data import iter_pubchem_density
 

@@ -72,9 +72,9 @@ def small_density_release(data_root, progress: bool = True) -> Path:
     Raises:
         ValueError: when the release holds other molecules than qm9-small's.
     """
-    from builders.build import build_release, release_dir
-    from builders.reader import read_manifest
-    from builders.registry import get_release
+    from builders.format.build import build_release, release_dir
+    from builders.format.reader import read_manifest
+    from builders.format.registry import get_release
 
     from .qm9 import SMALL_SPLIT_FILE, SMALL_SPLIT_SHA256
 
@@ -96,7 +96,7 @@ def small_density_release(data_root, progress: bool = True) -> Path:
 
 def embed_density_release(model, path: Path, progress: bool = True, batch_size: int = 16) -> dict:
     """Embeddings of every sample of a qm9-hf-density release, by gdb index."""
-    from builders.reader import iter_release, read_manifest
+    from builders.format.reader import iter_release, read_manifest
 
     manifest = read_manifest(path)
     out: dict[int, np.ndarray] = {}

@@ -6,7 +6,7 @@ import os
 import sys
 from pathlib import Path
 
-from .registry import get_release, release_names
+from builders.format.registry import get_release, release_names
 
 
 def _cmd_list(args) -> int:
@@ -18,7 +18,7 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_build(args) -> int:
-    from .build import BuildError, build_release, release_dir, summary_line
+    from builders.format.build import BuildError, build_release, release_dir, summary_line
 
     spec = get_release(args.release)
     try:
@@ -41,7 +41,7 @@ def _cmd_build(args) -> int:
 
 
 def _cmd_verify(args) -> int:
-    from .verify import verify_release
+    from builders.format.verify import verify_release
 
     problems = verify_release(args.path)
     for p in problems:
@@ -53,13 +53,18 @@ def _cmd_verify(args) -> int:
     return 0
 
 
-def _cmd_preview(args) -> int:
-    from .preview import preview
+def _built_release_spec(path: Path):
+    """The registered ReleaseSpec of the release built at ``path`` (named by its manifest)."""
+    from builders.format.reader import read_manifest
 
+    return get_release(read_manifest(path)["release"])
+
+
+def _cmd_preview(args) -> int:
     try:
-        out = preview(args.path, args.key, args.out)
+        out = _built_release_spec(args.path).preview(args.path, args.key, args.out)
         if args.distributions:
-            from .crystals.preview import plot_distributions
+            from builders.crystals.preview import plot_distributions
 
             plot_distributions(args.path, args.distributions)
     except (KeyError, ValueError, FileNotFoundError) as err:
@@ -70,13 +75,12 @@ def _cmd_preview(args) -> int:
 
 
 def _cmd_export_cube(args) -> int:
-    from .cube import export_cube
-    from .reader import find_sample
+    from builders.format.reader import find_sample
 
     try:
+        spec = _built_release_spec(args.path)
         sample = find_sample(args.path, args.key)
-        shape = tuple(args.shape) if args.shape else None
-        export_cube(sample, args.out, shape=shape)
+        spec.export(sample, args.out, shape=tuple(args.shape) if args.shape else None)
     except (KeyError, ValueError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -93,7 +97,12 @@ def main(argv=None) -> int:
 
     p_build = sub.add_parser("build", help="build (or resume) a release into ROOT/densegen/<release>/")
     bsub = p_build.add_subparsers(dest="release", required=True, metavar="release")
+    argv = sys.argv[1:] if argv is None else list(argv)
+    wanted = argv[1] if len(argv) > 1 and argv[0] == "build" else None
     for name in release_names():
+        if name != wanted:  # only the release being built is imported (rdkit, pyscf, torch stay unloaded)
+            bsub.add_parser(name, help=f"see `python -m builders build {name} --help`")
+            continue
         spec = get_release(name)
         p = bsub.add_parser(name, help=spec.summary.split(". ")[0])
         p.add_argument("--limit", type=int, default=None, help="use only the first N inputs")

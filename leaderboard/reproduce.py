@@ -197,7 +197,7 @@ def reproduce(doc: dict, stored: Path | None, data_root, work_dir=None, allow_im
     from benchmarks import run as bench_run
     from benchmarks.protocol import MODELS
     from benchmarks.results import git_commit, hardware
-    from builders.tario import sha256_file
+    from builders.format.tario import sha256_file
 
     from .safeio import canonical_json, sha256_hex
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import signal
 
-from builders.releases.random_conformers import RandomConformers
+from builders.conformers.release import RandomConformers
 
 
 class CrashingConformers(RandomConformers):

@@ -51,7 +51,7 @@ def test_labels_recompute_from_the_file(crystals):
 
 
 def test_split_is_the_parent_molecules_identity_split(crystals):
-    from builders.splits import assign_split
+    from builders.format.splits import assign_split
 
     split_of_mol = {m: assign_split(ik) for m, ik in enumerate(crystals["mol_inchikey"])}
     assert all(split_of_mol[int(m)] == s for m, s in zip(crystals["mol"], crystals["split"]))

@@ -56,8 +56,8 @@ def test_labels_equal_the_real_moleculenet_csv(qm9):
 
 @pytest.mark.slow
 def test_split_file_is_byte_stable_and_no_inchikey_in_two_splits(qm9):
-    from builders.identity import inchikey_of_smiles
-    from builders.splits import assign_split
+    from builders.format.identity import inchikey_of_smiles
+    from builders.format.splits import assign_split
 
     split, digest = read_split_file()
     assert digest == get_task("qm9").split_sha256

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from builders.build import BuildError, build_lock, build_release, release_dir
-from builders.reader import read_manifest
-from builders.registry import get_release
-from builders.verify import verify_release
+from builders.format.build import BuildError, build_lock, build_release, release_dir
+from builders.format.reader import read_manifest
+from builders.format.registry import get_release
+from builders.format.verify import verify_release
 
 from .conftest import REPO, build_small
 

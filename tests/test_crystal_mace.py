@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 import torch
 
-from builders.build import build_release, release_dir
+from builders.format.build import build_release, release_dir
 from builders.crystals.energy import pose_molecules
 from builders.crystals.molecules import MoleculeBatch
-from builders.registry import get_release
-from builders.verify import verify_release
+from builders.format.registry import get_release
+from builders.format.verify import verify_release
 
 needs_mace = pytest.mark.skipif(
     importlib.util.find_spec("mace") is None,
@@ -122,8 +122,8 @@ def test_build_with_a_mace_model(model_path, tmp_path):
     assert verify_release(out) == []
     assert manifest["parameters"]["mace_model_sha256"] and manifest["failures"]["total"] == 0
     from builders.crystals.mace import MaceEnergy
-    from builders.reader import iter_release
-    from builders.splits import SPLITS
+    from builders.format.reader import iter_release
+    from builders.format.splits import SPLITS
 
     m = MaceEnergy(model_path)
     samples = [s for split in SPLITS for s in iter_release(out, split)]
@@ -140,9 +140,9 @@ def test_build_with_a_mace_model(model_path, tmp_path):
 
 @needs_mace
 def test_elements_the_model_lacks_are_a_molecule_failure(tmp_path):
-    from builders.failures import MoleculeFailure
-    from builders.releases.crystals import CONFORMER_SOURCE
-    from builders.spec import Input
+    from builders.format.failures import MoleculeFailure
+    from builders.crystals.release import CONFORMER_SOURCE
+    from builders.format.spec import Input
 
     path = _tiny_model(tmp_path / "hco.model", elements=(1, 6, 8))
     spec = get_release("p1-crystals")

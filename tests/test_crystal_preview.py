@@ -3,11 +3,11 @@
 import numpy as np
 import pytest
 
-from builders.build import build_release, release_dir
+from builders.format.build import build_release, release_dir
 from builders.crystals.preview import draw_crystal, plot_distributions, posed_molecules
-from builders.reader import iter_release
-from builders.registry import get_release
-from builders.splits import SPLITS
+from builders.format.reader import iter_release
+from builders.format.registry import get_release
+from builders.format.splits import SPLITS
 from tests.conftest import build_small
 
 

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-from builders.build import build_release, release_dir
+from builders.format.build import build_release, release_dir
 from builders.crystals.molecules import MoleculeBatch
 from builders.crystals.optimize import MIN_CONTACT_RATIO, PARAM_SCALES
-from builders.reader import iter_release
-from builders.registry import get_release
-from builders.splits import SPLITS, assign_split
-from builders.verify import verify_release
+from builders.format.reader import iter_release
+from builders.format.registry import get_release
+from builders.format.splits import SPLITS, assign_split
+from builders.format.verify import verify_release
 from tests.conftest import build_small
 
 SMILES = ["CCO", "CC(=O)O", "c1ccncc1", "NC(N)=O"]
@@ -283,7 +283,7 @@ def test_every_bond_equals_the_undistorted_conformer(built, conformers):
 def test_an_old_conformer_release_is_refused(conformers, tmp_path):
     import shutil
 
-    from builders.releases.crystals import conformer_inputs
+    from builders.crystals.release import conformer_inputs
 
     old = tmp_path / "old"
     shutil.copytree(conformers[1], old)

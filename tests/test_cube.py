@@ -1,4 +1,4 @@
-"""Tests of builders.cube on real cube files (tests/data/cube, see PROVENANCE.md there)."""
+"""Tests of builders.density.cube on real cube files (tests/data/cube, see PROVENANCE.md there)."""
 from __future__ import annotations
 
 import gzip
@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from builders.cube import Cube, export_cube, read_cube, write_cube
+from builders.density.cube import Cube, export_cube, read_cube, write_cube
 from builders.density.schema import BOHR_PER_ANGSTROM
 
 CUBE_DIR = Path(__file__).resolve().parent / "data" / "cube"

@@ -10,15 +10,15 @@ import pytest
 
 pytest.importorskip("pyscf.semiempirical")
 
-from builders.chem import density_pipeline as dp  # noqa: E402
-from builders.chem.density_conformers import conformer_search, select_candidates  # noqa: E402
-from builders.chem.density_filters import MAIN_GROUP_UP_TO_BA, filter_smiles  # noqa: E402
-from builders.chem.density_rhf import run_rhf  # noqa: E402
-from builders.chem.timeout import Deadline, TimeLimitExceeded, time_limit  # noqa: E402
+from builders.density import pipeline as dp  # noqa: E402
+from builders.density.conformers import conformer_search, select_candidates  # noqa: E402
+from builders.density.filters import MAIN_GROUP_UP_TO_BA, filter_smiles  # noqa: E402
+from builders.density.rhf import run_rhf  # noqa: E402
+from builders.format.timeout import Deadline, TimeLimitExceeded, time_limit  # noqa: E402
 from builders.density.frame import frame_points_bohr, seed_frame  # noqa: E402
 from builders.density.schema import BOHR_PER_ANGSTROM  # noqa: E402
 from builders.density.storage import unpack_density_matrix  # noqa: E402
-from builders.failures import MoleculeFailure  # noqa: E402
+from builders.format.failures import MoleculeFailure  # noqa: E402
 
 WATER_Z = np.array([8, 1, 1])
 WATER = np.array([[0.0, 0.0, 0.0], [0.0, -0.757, 0.587], [0.0, 0.757, 0.587]])
@@ -235,7 +235,7 @@ def test_xtb_option_runs_gfn2_and_records_it():
 
 
 def test_xtb_option_is_explicit(monkeypatch):
-    from builders.chem import xtb
+    from builders.density import xtb
 
     monkeypatch.setattr(xtb, "xtb_available", lambda: False)
     with pytest.raises(MoleculeFailure) as err:

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
-from builders.build import build_release, release_dir
-from builders.reader import find_sample, iter_release, read_manifest
-from builders.registry import get_release
-from builders.verify import verify_release
+from builders.format.build import build_release, release_dir
+from builders.format.reader import find_sample, iter_release, read_manifest
+from builders.format.registry import get_release
+from builders.format.verify import verify_release
 
 from .conftest import REPO
 
@@ -35,7 +35,7 @@ def density_release(tmp_path_factory):
 
 def all_samples(out, config=None):
     m = read_manifest(out)
-    from builders.reader import iter_shards
+    from builders.format.reader import iter_shards
 
     return [s for s in iter_shards([out / sh["path"] for sh in m["shards"]
                                     if sh["config"] == (config or "compact")])]
@@ -94,7 +94,7 @@ def test_density_matrix_storage_round_trip(density_release):
 
 
 def test_dataloader_recipe_renders_requested_shape_with_log1p(density_release):
-    from builders.torch_data import ReleaseIterableDataset, RenderDensity, collate_grids
+    from builders.format.torch_data import ReleaseIterableDataset, RenderDensity, collate_grids
 
     _, out, _ = density_release
     split = next(s for s, v in read_manifest(out)["splits"].items() if v["samples"])
@@ -133,7 +133,7 @@ def test_hf_datasets_reads_both_configs(density_release, monkeypatch, tmp_path):
 
 
 def test_preview_and_export_cube_cli(density_release, tmp_path):
-    from builders.cube import read_cube
+    from builders.density.cube import read_cube
 
     _, out, _ = density_release
     key = all_samples(out)[0]["__key__"]
@@ -151,7 +151,7 @@ def test_preview_and_export_cube_cli(density_release, tmp_path):
 
 
 def test_forced_scf_failure_in_a_build_is_recorded_not_fatal(tmp_path, monkeypatch):
-    import builders.chem.density_pipeline as dp
+    import builders.density.pipeline as dp
 
     real = dp.run_rhf
 

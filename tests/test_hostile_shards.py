@@ -23,13 +23,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from builders.encoding import safe_handler
-from builders.manifest import ManifestError
-from builders.reader import (ShardError, check_rows, iter_release, load_release, read_manifest, safe_decoder,
+from builders.format.encoding import safe_handler
+from builders.format.manifest import ManifestError
+from builders.format.reader import (ShardError, check_rows, iter_release, load_release, read_manifest, safe_decoder,
                              shard_specs, webdataset_pipeline)
-from builders.tario import iter_tar_samples, tar_bytes
-from builders.torch_data import ReleaseIterableDataset, collate_point_clouds
-from builders.verify import verify_release
+from builders.format.tario import iter_tar_samples, tar_bytes
+from builders.format.torch_data import ReleaseIterableDataset, collate_point_clouds
+from builders.format.verify import verify_release
 
 from .conftest import REPO
 
@@ -349,7 +349,7 @@ def test_a_changed_release_never_comes_back_from_a_stale_datasets_cache(small_re
     import numpy as np
     from datasets import load_dataset
 
-    from builders.encoding import decode_value, npy_bytes
+    from builders.format.encoding import decode_value, npy_bytes
 
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     _, out = small_release
@@ -387,7 +387,7 @@ def test_a_changed_release_never_comes_back_from_a_stale_datasets_cache(small_re
 
 @pytest.mark.parametrize("suffix", ["evil.pyd", "evil.pkl", "evil.pickle", "evil.pth", "evil.npz", "evil.npy.gz", "evil"])
 def test_the_decoder_table_refuses_other_extensions_naming_the_member(suffix):
-    from builders.encoding import decode_value
+    from builders.format.encoding import decode_value
 
     with pytest.raises(ValueError, match=f"member '{suffix}': extension .* is not one densegen decodes"):
         decode_value(suffix, b"\x80\x04N.")
@@ -397,7 +397,7 @@ def test_the_decoder_table_refuses_object_arrays_and_oversized_zst(monkeypatch):
     import numpy as np
     import zstandard
 
-    import builders.encoding as enc
+    import builders.format.encoding as enc
 
     buf = io.BytesIO()
     np.save(buf, np.array([OpenOnLoad("/nonexistent/never")], dtype=object), allow_pickle=True)

@@ -170,7 +170,7 @@ def test_real_nh3_density():
     """Psi4 NH3 density (tests/data/cube, see PROVENANCE.md): electron count and dipole."""
     from pathlib import Path
 
-    from builders.cube import read_cube
+    from builders.density.cube import read_cube
 
     c = read_cube(Path(__file__).parent / "data" / "cube" / "cclib_nh3.cube.gz")
     assert electron_count(c.data, c.axes)[0] == pytest.approx(9.973, abs=5e-4)  # SOURCES.md

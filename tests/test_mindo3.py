@@ -6,8 +6,8 @@ import pytest
 
 pytest.importorskip("pyscf.semiempirical")
 
-from builders.chem import mindo3 as m  # noqa: E402
-from builders.failures import MoleculeFailure  # noqa: E402
+from builders.density import mindo3 as m  # noqa: E402
+from builders.format.failures import MoleculeFailure  # noqa: E402
 
 BOHR = 0.52917721092
 WATER_Z = [8, 1, 1]

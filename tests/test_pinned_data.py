@@ -52,8 +52,8 @@ def test_qm9_small_regenerates_byte_for_byte_and_is_a_subset_of_the_qm9_split():
 # --- the builder's gdb-index parameter -----------------------------------------------------------
 
 def test_gdb_index_file_is_validated(tmp_path):
-    from builders.registry import get_release
-    from builders.releases.density import read_gdb_index_file
+    from builders.format.registry import get_release
+    from builders.density.release import read_gdb_index_file
 
     spec = get_release("qm9-hf-density")
     f = tmp_path / "idx.txt"
@@ -107,8 +107,8 @@ def test_qm9_density_build_of_pinned_molecules_matches_the_table(tmp_path):
     """The builder, restricted to three pinned test molecules through the same kind of key file,
     reproduces their pinned RHF energies (1e-6 Ha) and electron counts; the manifest records it."""
     pytest.importorskip("pyscf")
-    from builders.build import build_release, release_dir
-    from builders.registry import get_release
+    from builders.format.build import build_release, release_dir
+    from builders.format.registry import get_release
 
     table, _ = pd_.load_density_qm9()
     pick = sorted(table.values(), key=lambda r: (r["n_ao"], r["gdb_index"]))[:3]
@@ -127,7 +127,7 @@ def test_qm9_density_build_of_pinned_molecules_matches_the_table(tmp_path):
 
 
 def test_qm9_density_params_select_the_1000_test_molecules():
-    from builders.registry import get_release
+    from builders.format.registry import get_release
 
     spec = get_release("qm9-hf-density")
     params = spec.resolve_params(pd_.qm9_density_params())
@@ -141,7 +141,7 @@ def test_qm9_density_params_select_the_1000_test_molecules():
 
 def test_density_pubchem_records_are_test_split_and_self_consistent():
     from builders.density.frame import seed_frame
-    from builders.splits import assign_split
+    from builders.format.splits import assign_split
 
     records, _ = pd_.load_density_pubchem()
     assert 190 <= len(records) <= 200 and len({r["key"] for r in records}) == len(records)
@@ -200,7 +200,7 @@ def test_qm9_tensor_table_is_traceless_and_covers_qm9_small():
 
 
 def _qm9_geometry(gdb):
-    from builders.qm9_source import load_qm9
+    from builders.sources import load_qm9
 
     d = load_qm9()
     row = int(np.searchsorted(d["index"], gdb))
@@ -210,7 +210,7 @@ def _qm9_geometry(gdb):
 
 def test_qm9_tensor_values_are_rhf_on_the_qm9_geometry_and_match_pyscf():
     pytest.importorskip("pyscf")
-    from builders.chem.density_rhf import run_rhf
+    from builders.density.rhf import run_rhf
 
     t, _ = pd_.load_qm9_tensor()
     rows = {int(g): i for i, g in enumerate(t["gdb_index"])}
@@ -230,7 +230,7 @@ def test_rotating_a_molecule_rotates_its_dipole_and_quadrupole():
     pytest.importorskip("pyscf")
     from scipy.spatial.transform import Rotation
 
-    from builders.chem.density_rhf import run_rhf
+    from builders.density.rhf import run_rhf
 
     z, pos = _qm9_geometry(19)  # acetamide, a dipole and a full quadrupole
     mu, theta = pd_.multipoles(z, pos, run_rhf(z, pos)["density_matrix_full"])

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from builders.build import build_release, release_dir
-from builders.reader import iter_release
-from builders.registry import get_release
-from builders.verify import verify_release
+from builders.format.build import build_release, release_dir
+from builders.format.reader import iter_release
+from builders.format.registry import get_release
+from builders.format.verify import verify_release
 
 pyscf = pytest.importorskip("pyscf")
 
@@ -36,7 +36,7 @@ def samples(out):
 
 
 def test_qm9_geometries_and_labels_are_attached_by_gdb_index(qm9_density):
-    from builders.qm9_source import load_qm9
+    from builders.sources import load_qm9
 
     manifest, out = qm9_density
     assert manifest["failures"]["total"] == 0 and verify_release(out) == []

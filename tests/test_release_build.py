@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from rdkit import Chem
 
-from builders.chem.random_conformer import ROTATABLE
-from builders.reader import iter_release, read_manifest
-from builders.verify import verify_release
+from builders.conformers.random_conformer import ROTATABLE
+from builders.format.reader import iter_release, read_manifest
+from builders.format.verify import verify_release
 
 from .conftest import REPO, build_small
 
@@ -164,8 +164,8 @@ def test_verify_catches_a_molecule_in_the_wrong_split(tmp_path, small_release):
 
 
 def test_rebuild_of_a_finished_release_is_a_no_op_and_other_params_refuse_to_mix(tmp_path, small_smiles_file):
-    from builders.build import BuildError, build_release
-    from builders.registry import get_release
+    from builders.format.build import BuildError, build_release
+    from builders.format.registry import get_release
 
     m1, out = build_small(tmp_path, small_smiles_file, unit_size=40)
     mtime = (out / "manifest.json").stat().st_mtime_ns

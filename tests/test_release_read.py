@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from builders.reader import iter_release, load_release, release_shards, webdataset_pipeline
-from builders.registry import get_release
+from builders.format.reader import iter_release, load_release, release_shards, webdataset_pipeline
+from builders.format.registry import get_release
 from builders.sources import smiles_file_inputs
-from builders.torch_data import ReleaseIterableDataset, collate_point_clouds
+from builders.format.torch_data import ReleaseIterableDataset, collate_point_clouds
 
 
 def written_samples(small_smiles_file, keys):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from builders.reader import as_fields, iter_release, load_release, shard_specs, webdataset_pipeline
+from builders.format.reader import as_fields, iter_release, load_release, shard_specs, webdataset_pipeline
 
 pytest.importorskip("pyscf")
 
@@ -15,8 +15,8 @@ SHAPE = (24, 20, 16)
 @pytest.fixture(scope="module")
 def density_root(tmp_path_factory):
     """The folder holding densegen/pubchem-hf-density: methanol and formamide."""
-    from builders.build import build_release
-    from builders.registry import get_release
+    from builders.format.build import build_release
+    from builders.format.registry import get_release
 
     root = tmp_path_factory.mktemp("forms")
     smi = root / "tiny.smi"
@@ -95,7 +95,7 @@ def test_render_density_gives_the_same_grid_from_every_form(density_forms):
 def test_render_density_transform_takes_every_form(density_forms):
     import torch
 
-    from builders.torch_data import RenderDensity
+    from builders.format.torch_data import RenderDensity
 
     ref = RenderDensity(shape=SHAPE)(density_forms["reader"])["grid"]
     for form in ("webdataset", "webdataset-raw-bytes", "load_dataset", "numpy-float64"):

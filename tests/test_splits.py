@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from builders.identity import inchikey_of_smiles
-from builders.splits import assign_split, split_key, split_unit_interval
+from builders.format.identity import inchikey_of_smiles
+from builders.format.splits import assign_split, split_key, split_unit_interval
 
 
 def test_split_is_a_pure_function_of_the_connectivity_block():

@@ -97,7 +97,7 @@ def test_release_grids_render_real_density(monkeypatch, tmp_path):
     import numpy as np
     from pyscf import gto, scf
 
-    import builders.reader
+    import builders.format.reader
     from baselines.vqgan3d.train import ReleaseGrids
     from builders.density import render_density
     from builders.density.render import default_frame
@@ -118,8 +118,8 @@ def test_release_grids_render_real_density(monkeypatch, tmp_path):
         calls.append((str(path), split))
         yield from (sample, sample)
 
-    monkeypatch.setattr(builders.reader, "iter_release", fake_iter_release)
-    monkeypatch.setattr(builders.reader, "read_manifest", lambda path: {"configs": {"compact": {}}})
+    monkeypatch.setattr(builders.format.reader, "iter_release", fake_iter_release)
+    monkeypatch.setattr(builders.format.reader, "read_manifest", lambda path: {"configs": {"compact": {}}})
     deferred = list(ReleaseGrids(tmp_path, "valid", 16))
     assert calls == [(str(tmp_path), "valid")] and len(deferred) == 2
     assert all(callable(d) for d in deferred)  # rendered only when a batch keeps them

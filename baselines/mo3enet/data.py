@@ -6,14 +6,14 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from builders.torch_data import collate_point_clouds as builders_collate
+from builders.format.torch_data import collate_point_clouds as builders_collate
 
 from .config import ELEMENTS
 
 
 def collate_point_clouds(samples: Sequence[dict]) -> dict:
     """Check molecules for Mo3ENet (H, C, N, O, F; finite positions) and concatenate them into
-    one flat batch with ``builders.torch_data.collate_point_clouds``.
+    one flat batch with ``builders.format.torch_data.collate_point_clouds``.
 
     Args:
         samples: B dicts, each with ``"atomic_numbers"`` (N,) integer array (H, C, N, O, F only)

@@ -306,7 +306,7 @@ class ReleaseSamples:
         self.path, self.split = path, split
 
     def __iter__(self):
-        from builders.reader import iter_release  # lazy: the reader lives in builders
+        from builders.format.reader import iter_release  # lazy: the reader lives in builders
         return iter(iter_release(self.path, split=self.split))
 
 

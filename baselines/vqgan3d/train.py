@@ -86,7 +86,7 @@ class ReleaseGrids:
     """Re-iterable of deferred (1, N, N, N) log(rho+1) grids of a release split.
 
     Each item is a zero-argument callable that renders its grid with
-    ``builders.torch_data.RenderDensity`` (electrons / Bohr^3 on the sample's box, stretched to
+    ``builders.format.torch_data.RenderDensity`` (electrons / Bohr^3 on the sample's box, stretched to
     a cube as in the seed; a stored grid of that shape is used as is), so :func:`_batches`
     renders only the grids it keeps (not those skipped on resume or meant for other ranks).
     """
@@ -95,8 +95,8 @@ class ReleaseGrids:
         self.path, self.split, self.size = path, split, size
 
     def __iter__(self):
-        from builders.reader import iter_release, read_manifest
-        from builders.torch_data import RenderDensity
+        from builders.format.reader import iter_release, read_manifest
+        from builders.format.torch_data import RenderDensity
 
         render = RenderDensity(shape=(self.size,) * 3, log1p=True)
         config = "grid" if "grid" in read_manifest(Path(self.path)).get("configs", {}) else None  # stored grids

@@ -95,7 +95,7 @@ def main(argv=None) -> int:
     from pyscf.data.elements import MASSES
 
     from benchmarks.qm9 import read_small_split_file
-    from builders.qm9_source import load_qm9
+    from builders.sources import load_qm9
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--n", type=int, default=24)

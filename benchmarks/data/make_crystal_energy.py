@@ -40,7 +40,7 @@ ENERGIES = ("lj_energy", "buckingham_energy")
 
 def collect(release: Path, n_molecules: int) -> dict:
     """The crystals of the first ``n_molecules`` parents (in the conformer release's hash order)."""
-    from builders.reader import iter_release, read_manifest
+    from builders.format.reader import iter_release, read_manifest
 
     manifest = read_manifest(release)
     if manifest["release"] != "p1-crystals" or int(str(manifest["release_version"]).split(".")[0]) < 2:
@@ -56,7 +56,7 @@ def collect(release: Path, n_molecules: int) -> dict:
     for s in crystals:
         first.setdefault(s["meta"]["parent_key"], s)
     mols = [first[k] for k in chosen]
-    from builders.splits import assign_split
+    from builders.format.splits import assign_split
 
     sizes = [len(m["atomic_numbers"]) for m in mols]
     return {

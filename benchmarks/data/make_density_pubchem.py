@@ -35,11 +35,11 @@ BUILD_SEED = 0
 
 def candidates():
     """(Input, inchikey) of the embedded PubChem molecules in test, file order, first of each InChIKey."""
-    from builders.chem.density_filters import filter_smiles
-    from builders.chem.density_pipeline import _inchikey
-    from builders.failures import MoleculeFailure
+    from builders.density.filters import filter_smiles
+    from builders.density.pipeline import _inchikey
+    from builders.format.failures import MoleculeFailure
     from builders.sources import pubchem_inputs
-    from builders.splits import assign_split
+    from builders.format.splits import assign_split
 
     items, _ = pubchem_inputs()
     seen = set()
@@ -86,8 +86,8 @@ def _write_json(path: Path, obj) -> None:
 def main(argv=None) -> int:
     from tqdm import tqdm
 
-    from builders.failures import MoleculeFailure
-    from builders.registry import get_release
+    from builders.format.failures import MoleculeFailure
+    from builders.format.registry import get_release
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for per-molecule results (resumable)")

@@ -46,7 +46,7 @@ def _write(path: Path, header, rows) -> str:
 def main(argv=None) -> int:
     from tqdm import tqdm
 
-    from builders.reader import iter_release
+    from builders.format.reader import iter_release
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--release", type=Path, required=True, help="the qm9-hf-density folder of the qm9-small build")

@@ -11,8 +11,8 @@ MACE lattice energies from a local model file) and ``preview`` (matplotlib pictu
 last two are not imported here.
 """
 
-from .cell import PARAM_NAMES, cell_matrix, cell_volume
-from .energy import (
+from builders.crystals.cell import PARAM_NAMES, cell_matrix, cell_volume
+from builders.crystals.energy import (
     DEFAULT_CUTOFF,
     MXTALTOOLS_FACTOR,
     cluster_energies,
@@ -20,9 +20,9 @@ from .energy import (
     crystal_energies,
     scaled_lj_mxtaltools,
 )
-from .frames import rotvec_to_matrix, standard_frame
-from .molecules import MoleculeBatch
-from .optimize import (
+from builders.crystals.frames import rotvec_to_matrix, standard_frame
+from builders.crystals.molecules import MoleculeBatch
+from builders.crystals.optimize import (
     SCALED_LJ_MAX,
     CrystalSet,
     generate_crystals,
@@ -31,8 +31,8 @@ from .optimize import (
     optimize_crystals,
     random_start,
 )
-from .refine import GRAD_TOL, refine_crystals, stationarity
-from .volume import packing_coefficient, vdw_volume
+from builders.crystals.refine import GRAD_TOL, refine_crystals, stationarity
+from builders.crystals.volume import packing_coefficient, vdw_volume
 
 __all__ = [
     "DEFAULT_CUTOFF",

@@ -58,10 +58,10 @@ from dataclasses import dataclass
 
 import torch
 
-from .cell import cell_matrix
-from .frames import rotvec_to_matrix
-from .molecules import MoleculeBatch
-from .potentials import POTENTIALS
+from builders.crystals.cell import cell_matrix
+from builders.crystals.frames import rotvec_to_matrix
+from builders.crystals.molecules import MoleculeBatch
+from builders.crystals.potentials import POTENTIALS
 
 DEFAULT_CUTOFF = 10.0  # Angstrom, see module docstring
 #: the authors' energies (every asymmetric-unit-to-environment pair) / ours (every pair once)

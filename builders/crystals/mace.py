@@ -59,7 +59,7 @@ def model_file(path) -> Path:
 
 def file_sha256(path) -> str:
     """sha256 hex digest of a file (recorded in the manifest to pin the model)."""
-    from ..tario import sha256_file
+    from builders.format.tario import sha256_file
 
     return sha256_file(path)
 

@@ -14,8 +14,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .frames import standard_frame
-from .radii import MAX_Z, vdw_radii
+from builders.crystals.frames import standard_frame
+from builders.crystals.radii import MAX_Z, vdw_radii
 
 
 @dataclass

@@ -31,7 +31,7 @@ Pipeline of ``generate_crystals`` (paper 002 section 4.4; DESIGN.md section 2):
    stored LJ energy is below ``grad_tol`` (``refine.py``; default ``refine.GRAD_TOL`` = 1e-3 in
    natural units: per unit relative length, per radian). The Adam optima are not stationary
    at 10 A (gradient norm 25-200 there: the 6-10 A shell pulls the cell together); refined,
-   all 160 optima of ``python -m benchmarks.perf.crystal_bench --n 8`` met the tolerance, in
+   all 160 optima of ``python -m speed.crystal_bench --n 8`` met the tolerance, in
    6.3 Newton steps on average (median gradient norm 1e-8), their 10 A energy lower by 0.15-30.
    Newton may move a cell angle out of [60.5, 119.5] deg; the crystal is then re-expressed on
    a reduced basis of the same lattice (``refine.reduce_cell``), which changes its 12
@@ -46,7 +46,7 @@ Pipeline of ``generate_crystals`` (paper 002 section 4.4; DESIGN.md section 2):
    default): E_LJ < ``energy_threshold``. In earlier builds an optimum's shortest contact was
    also required to be >= 0.8 of the vdW sum (``MIN_CONTACT_RATIO``, where the LJ pair energy
    is +43; now an optional filter of the release); measured on the 1229 optima of
-   ``python -m benchmarks.perf.crystal_bench --n 64``: shortest contact 0.82, 5% quantile
+   ``python -m speed.crystal_bench --n 64``: shortest contact 0.82, 5% quantile
    0.91, median 0.98 of the vdW sum;
 5. ``n_noisy`` noisy copies of each kept optimum (``noisy_copies``); a copy is kept when it
    passes the same authors' filter (they filter their copies, ``sample_about_crystal`` output,
@@ -79,7 +79,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
-from .cell import (
+from builders.crystals.cell import (
     ANGLE_MARGIN,
     ANGLE_MAX,
     ANGLE_MIN,
@@ -88,7 +88,7 @@ from .cell import (
     from_unconstrained,
     to_unconstrained,
 )
-from .energy import (
+from builders.crystals.energy import (
     DEFAULT_CUTOFF,
     MXTALTOOLS_FACTOR,
     crystal_energies,
@@ -96,10 +96,10 @@ from .energy import (
     pair_energies,
     pose_molecules,
 )
-from .frames import canonical_rotvec, random_rotvecs, rotvec_to_matrix
-from .molecules import MoleculeBatch
-from .refine import GRAD_TOL, MAX_STEPS as REFINE_MAX_STEPS, refine_crystals
-from .volume import packing_coefficient, vdw_volume
+from builders.crystals.frames import canonical_rotvec, random_rotvecs, rotvec_to_matrix
+from builders.crystals.molecules import MoleculeBatch
+from builders.crystals.refine import GRAD_TOL, MAX_STEPS as REFINE_MAX_STEPS, refine_crystals
+from builders.crystals.volume import packing_coefficient, vdw_volume
 
 MIN_CONTACT_RATIO = 0.8  # optional optimum filter of the release, see module docstring, step 4
 SCALED_LJ_MAX = 3.0  # the authors' filter, scaled_lj < 3 in their convention (module docstring, step 4)

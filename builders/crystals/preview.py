@@ -69,7 +69,7 @@ def draw_crystal(sample: dict, out_png, title: str | None = None, dpi: int = 120
     """Draw one crystal: the unit cell edges and the molecules in and around it (3D).
 
     Args:
-        sample: a decoded p1-crystals sample (as from ``builders.reader.iter_release``):
+        sample: a decoded p1-crystals sample (as from ``builders.format.reader.iter_release``):
             ``atomic_numbers`` (N,), ``positions`` (N, 3) standard frame (Angstrom),
             ``params`` (12,), ``cell`` (3, 3) rows = lattice vectors (Angstrom), ``meta``.
         out_png: output file.
@@ -137,9 +137,9 @@ def release_table(release_path) -> dict[str, np.ndarray]:
         authors' convention), "packing", "grad_norm" (``opt_grad_norm``, of the optimum),
         "mace" (nan where absent): float64 arrays, "is_optimum": bool array}, one entry per sample.
     """
-    from ..encoding import decode_member
-    from ..reader import read_manifest, release_shards
-    from ..tario import iter_tar_samples
+    from builders.format.encoding import decode_member
+    from builders.format.reader import read_manifest, release_shards
+    from builders.format.tario import iter_tar_samples
 
     manifest = read_manifest(release_path)
     rows = []

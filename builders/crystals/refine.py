@@ -17,7 +17,7 @@ current geometry and takes one damped Newton step, with a backtracking (Armijo) 
 on the smooth sum E_S over that fixed set; then S is rebuilt. At a point where S no longer
 changes, the gradient of E_S is the gradient of the stored energy. In practice the iteration
 settles in a few steps: 6.3 Newton steps on average (at most 42) for the 160 optima of
-``python -m benchmarks.perf.crystal_bench --n 8``, 6.2 (at most 26) for the 228 optima of a
+``python -m speed.crystal_bench --n 8``, 6.2 (at most 26) for the 228 optima of a
 p1-crystals build from 57 random conformers, every one of them stationary.
 
 Variables of the Newton step (per crystal, 9): a rigid rotation omega (rad) of the molecule
@@ -66,10 +66,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from .cell import ANGLE_MARGIN, ANGLE_MAX, ANGLE_MIN, cell_matrix
-from .energy import DEFAULT_CUTOFF, neighbor_pairs, pair_vectors
-from .frames import matrix_to_rotvec, rotvec_to_matrix
-from .molecules import MoleculeBatch
+from builders.crystals.cell import ANGLE_MARGIN, ANGLE_MAX, ANGLE_MIN, cell_matrix
+from builders.crystals.energy import DEFAULT_CUTOFF, neighbor_pairs, pair_vectors
+from builders.crystals.frames import matrix_to_rotvec, rotvec_to_matrix
+from builders.crystals.molecules import MoleculeBatch
 
 GRAD_TOL = 1e-3  # natural units, see the module docstring
 EIG_TOL = 1e-6  # relative: lambda_min >= -EIG_TOL * max |lambda|

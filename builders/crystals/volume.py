@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .radii import vdw_radii
+from builders.crystals.radii import vdw_radii
 
 
 @torch.no_grad()

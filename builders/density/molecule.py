@@ -8,7 +8,7 @@ import numpy as np
 from pyscf import gto
 
 from builders.density.storage import unpack_density_matrix
-from builders.reader import as_fields
+from builders.format.reader import as_fields
 
 
 def field(sample: dict, name: str):
@@ -24,7 +24,7 @@ def mole_from_sample(sample: dict) -> gto.Mole:
     """Build the pyscf molecule of a density sample.
 
     Args:
-        sample: a density sample in any form :func:`builders.reader.as_fields` takes (this
+        sample: a density sample in any form :func:`builders.format.reader.as_fields` takes (this
             reader's, webdataset's, a ``datasets`` row, numpy-formatted or not) with
             ``atomic_numbers`` (N,) and ``positions`` (N, 3) in Angstrom, ``basis`` (pyscf
             basis name) and optionally ``charge`` and ``spin`` (2S; both default to 0); as read
@@ -59,7 +59,7 @@ def density_matrix_from_sample(sample: dict, mol: gto.Mole | None = None) -> np.
     """Unpack the AO density matrix of a sample.
 
     Args:
-        sample: a sample in any form :func:`builders.reader.as_fields` takes, with
+        sample: a sample in any form :func:`builders.format.reader.as_fields` takes, with
             ``density_matrix`` (M,) packed upper triangle (any float dtype; see
             :func:`builders.density.storage.pack_density_matrix`).
         mol: optional molecule from :func:`mole_from_sample` to check the AO count against.

@@ -31,7 +31,7 @@ from scipy.linalg import blas
 
 from builders.density.molecule import density_matrix_from_sample, field, mole_from_sample
 from builders.density.schema import ANGSTROM_PER_BOHR
-from builders.reader import as_fields
+from builders.format.reader import as_fields
 
 DEFAULT_AO_CUTOFF = 1e-11  # AO values (cartesian, a.u.) below this are dropped per block
 DEFAULT_MARGIN_BOHR = 3.0  # pyscf cubegen's box margin, used when a sample has no frame
@@ -70,7 +70,7 @@ def resolve_frame(sample: dict, shape=(128, 128, 128), origin=None, axes=None):
     frame gets :func:`default_frame` (bounding box + 3 Bohr).
 
     Args:
-        sample: any form :func:`builders.reader.as_fields` takes.
+        sample: any form :func:`builders.format.reader.as_fields` takes.
     Returns:
         (origin (3,), axes (3, 3), shape (3,) tuple of int), Bohr.
     """
@@ -281,8 +281,8 @@ def render_density(sample: dict, shape=(128, 128, 128), origin=None, axes=None,
     Args:
         sample: density sample (see :mod:`builders.density.schema`): atomic_numbers, positions
             (Angstrom), basis, density_matrix (packed), and normally grid_origin, grid_axes
-            (Bohr) and grid_shape; in any form :func:`builders.reader.as_fields` takes (a
-            ``builders.reader`` sample, a webdataset sample, a ``datasets`` row, numpy-formatted
+            (Bohr) and grid_shape; in any form :func:`builders.format.reader.as_fields` takes (a
+            ``builders.format.reader`` sample, a webdataset sample, a ``datasets`` row, numpy-formatted
             or not; NB ``with_format("numpy")`` has already cast float64 to float32).
         shape: (n1, n2, n3) points per axis; None = the sample's grid_shape. When it differs
             from grid_shape and ``axes`` is None the same box is resampled (see
@@ -441,7 +441,7 @@ def render_density_at_points(sample: dict, points_bohr) -> np.ndarray:
 
     Args:
         sample: density sample (see :mod:`builders.density.schema`), any form
-            :func:`builders.reader.as_fields` takes.
+            :func:`builders.format.reader.as_fields` takes.
         points_bohr: (..., 3) points in Bohr.
     Returns:
         (...) float64 density in electrons / Bohr^3.

@@ -1,7 +1,7 @@
 """PyTorch DataLoader recipe for releases: an IterableDataset over shards and collate functions.
 
     from torch.utils.data import DataLoader
-    from builders.torch_data import ReleaseIterableDataset, collate_point_clouds
+    from builders.format.torch_data import ReleaseIterableDataset, collate_point_clouds
     ds = ReleaseIterableDataset("densegen/random-conformers", split="train", shuffle_buffer=1000)
     loader = DataLoader(ds, batch_size=64, num_workers=2, collate_fn=collate_point_clouds)
     for batch in loader:
@@ -11,7 +11,7 @@
 Density releases (grids rendered on the fly from the density matrices, or the stored grids of
 the ``grid`` config), with the seed's log(rho+1) transform as an option:
 
-    from builders.torch_data import ReleaseIterableDataset, RenderDensity, collate_grids
+    from builders.format.torch_data import ReleaseIterableDataset, RenderDensity, collate_grids
     ds = ReleaseIterableDataset("densegen/pubchem-hf-density", split="train",
                                 transform=RenderDensity(shape=(64, 64, 64), log1p=True))
     loader = DataLoader(ds, batch_size=4, num_workers=2, collate_fn=collate_grids)
@@ -28,15 +28,15 @@ import numpy as np
 import torch
 from torch.utils.data import IterableDataset, get_worker_info
 
-from .reader import as_fields, iter_shards, shard_specs
+from builders.format.reader import as_fields, iter_shards, shard_specs
 
 
 class ReleaseIterableDataset(IterableDataset):
     """Decoded samples of a release split, split across DataLoader workers by shard.
 
     Every shard is checked against the manifest as it is read (size, fields, sample count,
-    sha256: see :func:`builders.reader.read_shard`); a mismatch raises
-    :class:`builders.reader.ShardError` naming the shard (through a DataLoader, re-raised in the
+    sha256: see :func:`builders.format.reader.read_shard`); a mismatch raises
+    :class:`builders.format.reader.ShardError` naming the shard (through a DataLoader, re-raised in the
     main process with the worker's traceback).
 
     Args:
@@ -135,13 +135,13 @@ class RenderDensity:
         self.device = device
 
     def __call__(self, sample: dict) -> dict:
-        """Args: sample: any sample form (see :func:`builders.reader.as_fields`)."""
+        """Args: sample: any sample form (see :func:`builders.format.reader.as_fields`)."""
         sample = as_fields(sample)
         stored = sample.get("density")
         if stored is not None and tuple(np.shape(stored)) == self.shape:
             grid = torch.as_tensor(np.asarray(stored, np.float32))
         else:
-            from .density.render import render_density
+            from builders.density.render import render_density
 
             grid = render_density(sample, shape=self.shape, backend="torch", device=self.device).float()
         if self.log1p:

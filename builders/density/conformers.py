@@ -28,8 +28,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from builders.chem.timeout import Deadline
-from builders.failures import MoleculeFailure
+from builders.format.timeout import Deadline
+from builders.format.failures import MoleculeFailure
 
 PRUNE_RMS_ANGSTROM = 0.1
 MMFF_MAX_ITERS = 2000

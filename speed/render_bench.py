@@ -12,7 +12,7 @@ density matrix; nothing is cached to disk) it times, on pyscf cubegen's grid (bo
 and prints the ratios and the relative L2 difference to pyscf's density.
 ``--device cuda`` adds grids/s of the torch backend on the GPU.
 
-Usage: ``python -m benchmarks.perf.render_bench [--threads 2] [--shape 128] [--device cuda]``
+Usage: ``python -m speed.render_bench [--threads 2] [--shape 128] [--device cuda]``
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Per-molecule wall-clock limits for the chemistry pipelines.
 
-Two mechanisms, used together by :func:`builders.chem.density_pipeline.build_density_sample`:
+Two mechanisms, used together by :func:`builders.density.pipeline.build_density_sample`:
 
 1. ``SIGALRM`` (``signal.setitimer``), armed by :func:`time_limit` when it is entered on the
    main thread of a process (e.g. a ``multiprocessing`` / ``concurrent.futures`` worker). The

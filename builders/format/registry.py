@@ -4,10 +4,10 @@ from __future__ import annotations
 import importlib
 
 RELEASES = {
-    "random-conformers": "builders.releases.random_conformers:RandomConformers",
-    "pubchem-hf-density": "builders.releases.density:PubChemHFDensity",
-    "qm9-hf-density": "builders.releases.density:QM9HFDensity",
-    "p1-crystals": "builders.releases.crystals:P1Crystals",
+    "random-conformers": "builders.conformers.release:RandomConformers",
+    "pubchem-hf-density": "builders.density.release:PubChemHFDensity",
+    "qm9-hf-density": "builders.density.release:QM9HFDensity",
+    "p1-crystals": "builders.crystals.release:P1Crystals",
 }
 
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..encoding import Encoded, npy_bytes
-from ..failures import MoleculeFailure
-from ..spec import ConfigSpec, Input, ReleaseSpec
+from builders.format.encoding import Encoded, npy_bytes
+from builders.format.failures import MoleculeFailure
+from builders.format.spec import ConfigSpec, Input, ReleaseSpec
 
 SEED_SHAPE = (128, 128, 128)
 ZSTD_LEVEL = 10
@@ -83,14 +83,14 @@ class _DensityRelease(ReleaseSpec):
 
     def finish(self, sample: dict, params: dict, timings: dict) -> dict:
         """Apply the frame options, render the grid config, split into arrays + meta."""
-        from ..density.frame import seed_frame
+        from builders.density.frame import seed_frame
 
         if params["cubic"] or params["spacing_bohr"] is not None:
             sample.update(seed_frame(sample["positions"], margin_bohr=params["margin_bohr"],
                                      shape=None if params["spacing_bohr"] else params["grid_shape"],
                                      cubic=params["cubic"], spacing_bohr=params["spacing_bohr"]))
         if params["grid"]:
-            from ..density.render import render_density
+            from builders.density.render import render_density
 
             t0 = time.perf_counter()
             rho = render_density(sample, shape=tuple(int(n) for n in sample["grid_shape"]))
@@ -114,6 +114,21 @@ class _DensityRelease(ReleaseSpec):
             shape = tuple((params or {}).get("grid_shape", SEED_SHAPE)) if fixed else (None, None, None)
             feats["density.npy.zst"] = Array3D(shape=shape, dtype="float16")
         return Features(dict(sorted(feats.items())))
+
+    def preview(self, release_path, key: str, out_png):
+        """Three central slices of sample ``key``'s density (the stored grid when the release has
+        the ``grid`` config, else rendered from the density matrix)."""
+        from builders.density.preview import draw_density_slices
+        from builders.format.reader import find_sample, read_manifest
+
+        config = "grid" if "grid" in read_manifest(release_path).get("configs", {}) else None
+        return draw_density_slices(find_sample(release_path, key, config), out_png)
+
+    def export(self, sample: dict, out, shape=None):
+        """Render ``sample`` and write it as a Gaussian cube file (``.cube`` or ``.cube.gz``)."""
+        from builders.density.cube import export_cube
+
+        return export_cube(sample, out, shape=shape)
 
     @staticmethod
     def array_fields_1d() -> dict:
@@ -156,15 +171,15 @@ class PubChemHFDensity(_DensityRelease):
                 "n_conformers": int(params.get("n_conformers", 50)), "n_semiempirical": 5}
 
     def load_inputs(self, params: dict):
-        from ..sources import pubchem_inputs, smiles_file_inputs
+        from builders.sources import pubchem_inputs, smiles_file_inputs
 
         if params.get("input"):
             return smiles_file_inputs(Path(params["input"]))
         return pubchem_inputs()
 
     def process(self, item: Input, params: dict, seed: int) -> dict:
-        from ..chem.density_pipeline import build_density_sample
-        from ..sources import stable_int
+        from builders.density.pipeline import build_density_sample
+        from builders.sources import stable_int
 
         timings: dict = {}
         sample = build_density_sample(
@@ -230,7 +245,7 @@ class QM9HFDensity(_DensityRelease):
                 "gdb_split": params.get("gdb_split"), "n_gdb_indices": int(len(indices))}
 
     def load_inputs(self, params: dict):
-        from ..sources import qm9_inputs
+        from builders.sources import qm9_inputs
 
         inputs = qm9_inputs()
         if params.get("gdb_indices") is None:
@@ -245,8 +260,8 @@ class QM9HFDensity(_DensityRelease):
         return [by_index[int(i)] for i in indices], []  # ascending gdb index, as a full build
 
     def process(self, item: Input, params: dict, seed: int) -> dict:
-        from ..chem.density_pipeline import build_density_sample_from_geometry
-        from ..qm9_source import TARGETS, load_qm9
+        from builders.density.pipeline import build_density_sample_from_geometry
+        from builders.sources import TARGETS, load_qm9
 
         data = load_qm9()
         row = int(np.searchsorted(data["index"], int(item.key.split("_")[1])))
@@ -261,7 +276,7 @@ class QM9HFDensity(_DensityRelease):
         return self.finish(sample, params, timings)
 
     def meta_fields(self) -> dict:
-        from ..qm9_source import TARGETS
+        from builders.sources import TARGETS
 
         return {**super().meta_fields(), **{f"qm9_{t}": "float64" for t in TARGETS}, "qm9_index": "int64"}
 
@@ -346,7 +361,7 @@ Render a grid (electrons/Bohr^3) from any sample, on its own frame or any other:
 ```python
 import torch
 from builders.density import render_density
-from builders.reader import iter_release
+from builders.format.reader import iter_release
 sample = next(iter_release("densegen/{name}", "{split}"))         # from the folder holding densegen/
 rho = render_density(sample, shape=(128, 128, 128))          # numpy, float64
 device = "cuda" if torch.cuda.is_available() else "cpu"

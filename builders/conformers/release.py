@@ -7,12 +7,12 @@ from pathlib import Path
 import numpy as np
 from rdkit import Chem
 
-from ..chem.random_conformer import ConformerParams, build_fragment, min_distance, perturb, relax, spin_rotatable_bonds
-from ..failures import MoleculeFailure
-from ..identity import inchikey_of
-from ..sources import qm9_inputs, smiles_file_inputs, stable_int, zinc_inputs
-from ..spec import Input, ReleaseSpec
-from ..splits import assign_split
+from builders.conformers.random_conformer import ConformerParams, build_fragment, min_distance, perturb, relax, spin_rotatable_bonds
+from builders.format.failures import MoleculeFailure
+from builders.format.identity import inchikey_of
+from builders.sources import qm9_inputs, smiles_file_inputs, stable_int, zinc_inputs
+from builders.format.spec import Input, ReleaseSpec
+from builders.format.splits import assign_split
 
 
 def molecule_rng(seed: int, key: str) -> np.random.Generator:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from builders.chem.timeout import Deadline
+from builders.format.timeout import Deadline
 
 # geomeTRIC's default ("GAU") convergence criteria, as pyscf documents them; Hartree, Hartree/Bohr, Angstrom.
 DEFAULT_CONVERGENCE = {

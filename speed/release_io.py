@@ -1,6 +1,6 @@
 """Build and read rates of the release machinery on the random-conformers release.
 
-    python -m benchmarks.perf.release_io [--limit 2000] [--workers 2] [--root /tmp/densegen-perf]
+    python -m speed.release_io [--limit 2000] [--workers 2] [--root /tmp/densegen-perf]
 
 Prints: build rate (input molecules/s, samples/s) with the given workers, and read rates
 (samples/s) through webdataset (decoded), the project's own reader, Hugging Face `datasets`
@@ -28,9 +28,9 @@ def main(argv=None) -> None:
     ap.add_argument("--release", type=Path, default=None, help="time reading this existing release (no build)")
     args = ap.parse_args(argv)
 
-    from builders.build import build_release, release_dir
-    from builders.reader import iter_release, release_shards, webdataset_pipeline
-    from builders.registry import get_release
+    from builders.format.build import build_release, release_dir
+    from builders.format.reader import iter_release, release_shards, webdataset_pipeline
+    from builders.format.registry import get_release
 
     spec = get_release("random-conformers")
     out = args.release or release_dir(args.root, spec.name)
@@ -78,7 +78,7 @@ def main(argv=None) -> None:
 
     import torch
 
-    from builders.torch_data import ReleaseIterableDataset, collate_point_clouds
+    from builders.format.torch_data import ReleaseIterableDataset, collate_point_clouds
 
     def loader():
         ds = ReleaseIterableDataset(out, "train")

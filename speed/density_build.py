@@ -1,7 +1,7 @@
 """Figures of a density build: time per stage and bytes per sample for each config.
 
     python -m builders build pubchem-hf-density --limit 20 --grid --root /tmp/pc
-    python -m benchmarks.perf.density_build /tmp/pc/densegen/pubchem-hf-density
+    python -m speed.density_build /tmp/pc/densegen/pubchem-hf-density
 
 Prints the CPU seconds per stage (summed over molecules, from the manifest), the share of
 non-QM work (conformers, grid, write) relative to QM work (semiempirical + RHF), and the
@@ -32,7 +32,7 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("release", type=Path)
     args = ap.parse_args(argv)
-    from builders.reader import read_manifest
+    from builders.format.reader import read_manifest
 
     m = read_manifest(args.release)
     n = sum(v["samples"] for v in m["splits"].values())

@@ -8,7 +8,7 @@ Ways in, all over the same shards and all checked against ``manifest.json``:
 * :func:`load_release` - Hugging Face ``datasets`` (streaming or not), with counts, fields and a
   cache that follows the files on disk; :func:`check_dataset` / :func:`check_rows` check what a
   plain ``load_dataset`` returned.
-* ``builders.torch_data.ReleaseIterableDataset`` for a PyTorch DataLoader.
+* ``builders.format.torch_data.ReleaseIterableDataset`` for a PyTorch DataLoader.
 
 What every reader checks, raising :class:`ShardError` (a ValueError) naming the shard:
 
@@ -32,10 +32,10 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from .encoding import decodable, decode_value
-from .manifest import (CARD, MANIFEST, ManifestError, ShardSpec, config_fields, default_config,  # noqa: F401
+from builders.format.encoding import decodable, decode_value
+from builders.format.manifest import (CARD, MANIFEST, ManifestError, ShardSpec, config_fields, default_config,  # noqa: F401
                        read_manifest, shard_specs)
-from .tario import ShardError, iter_tar_samples
+from builders.format.tario import ShardError, iter_tar_samples
 
 __all__ = ["ShardError", "ManifestError", "ShardSpec", "read_manifest", "release_shards", "shard_specs",
            "read_shard", "check_shard", "decode_sample", "iter_shards", "iter_release", "safe_decoder",
@@ -78,7 +78,7 @@ def _spec_of(shard) -> ShardSpec:
                 return ShardSpec(path, spec.name, spec.count, spec.fields, spec.sha256, spec.bytes, spec.split,
                                  spec.config)
         raise ShardError(f"{path}: not listed in {file} (a stray shard?)")
-    raise ShardError(f"{path}: no manifest.json lists this shard; pass builders.manifest.ShardSpec(path) "
+    raise ShardError(f"{path}: no manifest.json lists this shard; pass builders.format.manifest.ShardSpec(path) "
                      f"to read an unlisted tar without manifest checks")
 
 
@@ -191,7 +191,7 @@ def check_shard(shard, check_sha256: bool = False) -> int:
 
 def decode_sample(key: str, members, shard=None) -> dict:
     """Decode (suffix, bytes) members into ``{field: value, "__key__": key}`` with the safe
-    decoder table (:data:`builders.encoding.DECODERS`).
+    decoder table (:data:`builders.format.encoding.DECODERS`).
 
     Raises:
         ShardError: naming the shard (when given), the sample and the member that fails.
@@ -209,7 +209,7 @@ def iter_shards(shards: Iterable, check_sha256: bool = True) -> Iterator[dict]:
     """Decoded, checked samples of the given shards, in order.
 
     Args:
-        shards: :class:`ShardSpec` objects (from :func:`builders.manifest.shard_specs`) or
+        shards: :class:`ShardSpec` objects (from :func:`builders.format.manifest.shard_specs`) or
             shard paths listed in their release's manifest.
         check_sha256: see :func:`read_shard`.
     """
@@ -251,7 +251,7 @@ def safe_decoder(sample: dict) -> dict:
 
         wds.WebDataset(urls, shardshuffle=False).map(safe_decoder)
 
-    (``.decode(builders.encoding.safe_handler, pre=[], post=[])`` is the same table through
+    (``.decode(builders.format.encoding.safe_handler, pre=[], post=[])`` is the same table through
     webdataset's Decoder.) Already-decoded values and ``__*__`` entries pass through.
 
     Raises:
@@ -563,7 +563,7 @@ def as_fields(sample: dict) -> dict:
 
     Accepts:
 
-    * a :mod:`builders.reader` sample: ``{"positions": ndarray, "meta": dict, ...}`` (as is);
+    * a :mod:`builders.format.reader` sample: ``{"positions": ndarray, "meta": dict, ...}`` (as is);
     * a webdataset sample: ``{"positions.npy": bytes or ndarray, "meta.json": bytes or dict,
       ...}`` (bytes are decoded with the safe table);
     * a ``datasets`` row: ``{"positions.npy": [[x, y, z], ...], "meta.json": dict, ...}``

@@ -18,7 +18,7 @@ Every rejection raises ``MoleculeFailure("filter", reason)``.
 """
 from __future__ import annotations
 
-from builders.failures import MoleculeFailure
+from builders.format.failures import MoleculeFailure
 
 # IUPAC groups 1, 2, 13-18, Z <= 56 (Ba).
 MAIN_GROUP_UP_TO_BA: frozenset[int] = frozenset((

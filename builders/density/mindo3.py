@@ -21,9 +21,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from builders.chem.geomopt import GeomOptResult, optimize_geometry
-from builders.chem.timeout import Deadline
-from builders.failures import MoleculeFailure
+from builders.density.geomopt import GeomOptResult, optimize_geometry
+from builders.format.timeout import Deadline
+from builders.format.failures import MoleculeFailure
 
 # Z with a full MINDO/3 parameter set in pyscf-semiempirical 0.1.1 (Si after apply_parameter_fixes).
 MINDO3_ELEMENTS: tuple[int, ...] = (1, 5, 6, 7, 8, 9, 14, 15, 16, 17)
@@ -224,7 +224,7 @@ def optimize_mindo3(atomic_numbers, positions_angstrom, max_steps: int = 200,
         atomic_numbers: (N,) int, all in :data:`MINDO3_ELEMENTS`.
         positions_angstrom: (N, 3) float starting geometry, Angstrom.
         max_steps: maximum geomeTRIC steps.
-        convergence: geomeTRIC criteria overriding ``builders.chem.geomopt.DEFAULT_CONVERGENCE``.
+        convergence: geomeTRIC criteria overriding ``builders.density.geomopt.DEFAULT_CONVERGENCE``.
         conv_tol, max_cycle: MINDO/3 SCF settings at each step.
         deadline: optional :class:`Deadline`, checked after every step.
     Returns:

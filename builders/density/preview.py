@@ -1,11 +1,11 @@
-"""Preview figures of release samples (``python -m builders preview <release> <key> <out.png>``)."""
+"""Preview figure of a density sample: three central slices of the density, atoms marked."""
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
 
-from .density.schema import BOHR_PER_ANGSTROM
+from builders.density.schema import BOHR_PER_ANGSTROM
 
 
 def draw_density_slices(sample: dict, out_png: Path, shape=(96, 96, 96)) -> Path:
@@ -21,7 +21,7 @@ def draw_density_slices(sample: dict, out_png: Path, shape=(96, 96, 96)) -> Path
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from .density.render import render_density, resolve_frame
+    from builders.density.render import render_density, resolve_frame
 
     if "density" in sample:
         rho = np.asarray(sample["density"], np.float64)
@@ -52,19 +52,3 @@ def draw_density_slices(sample: dict, out_png: Path, shape=(96, 96, 96)) -> Path
     fig.savefig(out_png, dpi=100)
     plt.close(fig)
     return out_png
-
-
-def preview(release_path: Path, key: str, out_png: Path) -> Path:
-    """Draw one sample of a release: density slices or a crystal's unit cell, by release kind."""
-    from .reader import find_sample, read_manifest
-
-    manifest = read_manifest(release_path)
-    release = manifest["release"]
-    if release.endswith("hf-density"):
-        config = "grid" if "grid" in manifest.get("configs", {}) else None
-        return draw_density_slices(find_sample(release_path, key, config), out_png)
-    if release == "p1-crystals":
-        from .crystals.preview import draw_crystal
-
-        return draw_crystal(find_sample(release_path, key), out_png)
-    raise ValueError(f"no preview for release {release!r} (density and crystal releases have one)")

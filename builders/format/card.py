@@ -73,7 +73,7 @@ count, members, sha256) and raises naming the shard; only the listed shards are 
 nothing is unpickled:
 
 ```python
-from builders.reader import iter_release, load_release, webdataset_pipeline
+from builders.format.reader import iter_release, load_release, webdataset_pipeline
 ds = load_release("densegen/{spec.name}", "train")                   # datasets.Dataset; the cache follows the files
 ds = load_release("densegen/{spec.name}", "train", streaming=True)   # datasets.IterableDataset
 for sample in webdataset_pipeline("densegen/{spec.name}", "train"):  # webdataset

@@ -29,9 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..failures import MoleculeFailure
-from ..spec import Input, ReleaseSpec
-from .random_conformers import RandomConformers, molecule_rng
+from builders.format.failures import MoleculeFailure
+from builders.format.spec import Input, ReleaseSpec
+from builders.conformers.release import RandomConformers, molecule_rng
 
 CONFORMER_RELEASE = "random-conformers"
 CONFORMER_SOURCE = "random-conformers"  # Input.source of inputs read from a conformer release
@@ -43,9 +43,9 @@ _OPTIONAL = {"energy_threshold": float, "min_contact_ratio": float}  # parameter
 def defaults() -> dict:
     """Default build parameters (imported lazily: the CLI lists releases without torch).
     ``energy_threshold`` and ``min_contact_ratio`` are optional extra filters (ours), off (None)."""
-    from ..crystals.energy import DEFAULT_CUTOFF
-    from ..crystals.optimize import MAX_GRAD_NORM, OPT_CUTOFF, SCALED_LJ_MAX
-    from ..crystals.refine import GRAD_TOL, MAX_STEPS
+    from builders.crystals.energy import DEFAULT_CUTOFF
+    from builders.crystals.optimize import MAX_GRAD_NORM, OPT_CUTOFF, SCALED_LJ_MAX
+    from builders.crystals.refine import GRAD_TOL, MAX_STEPS
 
     return {"n_starts": 4, "n_noisy": 10, "noise_sigma": 0.05, "scaled_lj_max": SCALED_LJ_MAX,
             "energy_threshold": None, "min_contact_ratio": None, "cutoff": DEFAULT_CUTOFF,
@@ -70,7 +70,7 @@ def conformer_inputs(path: Path) -> list[Input]:
     Raises:
         FileNotFoundError: when ``path`` holds no release, saying how to build one.
     """
-    from ..reader import iter_release, read_manifest
+    from builders.format.reader import iter_release, read_manifest
 
     path = Path(path)
     if not (path / "manifest.json").is_file():
@@ -157,8 +157,8 @@ class P1Crystals(ReleaseSpec):
                             help="local MACE model file: adds MACE lattice energies (needs pip install mace-torch)")
 
     def params_from_args(self, args) -> dict:
-        from ..build import release_dir
-        from ..chem.random_conformer import ConformerParams
+        from builders.format.build import release_dir
+        from builders.conformers.random_conformer import ConformerParams
 
         conformers = None
         if args.input is None:
@@ -175,7 +175,7 @@ class P1Crystals(ReleaseSpec):
     def resolve_params(self, params: dict) -> dict:
         """Defaults filled in; with a MACE model, checks mace-torch and the file now (one clear
         error for the whole build) and records the file's sha256."""
-        from ..chem.random_conformer import ConformerParams
+        from builders.conformers.random_conformer import ConformerParams
 
         out = {"conformers": params.get("conformers"), "input": params.get("input"),
                "conformer": ConformerParams(**params.get("conformer", {})).to_dict()}
@@ -194,7 +194,7 @@ class P1Crystals(ReleaseSpec):
         out["mace_model_sha256"] = None
         out["mace_dtype"] = "float64"
         if mace_model:
-            from ..crystals.mace import file_sha256, model_file, require_mace
+            from builders.crystals.mace import file_sha256, model_file, require_mace
 
             path = model_file(mace_model).resolve()
             require_mace()
@@ -205,7 +205,7 @@ class P1Crystals(ReleaseSpec):
     # ---- inputs and processing ----------------------------------------------------------
     def load_inputs(self, params: dict):
         if params.get("input"):
-            from ..sources import smiles_file_inputs
+            from builders.sources import smiles_file_inputs
 
             return smiles_file_inputs(Path(params["input"]))
         if not params.get("conformers"):
@@ -226,10 +226,10 @@ class P1Crystals(ReleaseSpec):
     def _process(self, item: Input, params: dict, seed: int) -> list:
         import torch
 
-        from ..crystals.energy import MXTALTOOLS_FACTOR, min_contact_ratio, scaled_lj_mxtaltools
-        from ..crystals.molecules import MoleculeBatch
-        from ..crystals.optimize import generate_crystals
-        from ..crystals.volume import vdw_volume
+        from builders.crystals.energy import MXTALTOOLS_FACTOR, min_contact_ratio, scaled_lj_mxtaltools
+        from builders.crystals.molecules import MoleculeBatch
+        from builders.crystals.optimize import generate_crystals
+        from builders.crystals.volume import vdw_volume
 
         t0 = time.perf_counter()
         mol = _conformer(item, params, seed)
@@ -329,7 +329,7 @@ class P1Crystals(ReleaseSpec):
     @staticmethod
     def _mace_model(z, params):
         """The build's MACE model (loaded once per process), checked to cover the elements of z."""
-        from ..crystals.mace import cached_model
+        from builders.crystals.mace import cached_model
 
         try:
             model = cached_model(params["mace_model"], params["mace_model_sha256"], "cpu", params["mace_dtype"])
@@ -345,7 +345,7 @@ class P1Crystals(ReleaseSpec):
         """MACE energies (eV) of the crystals in rows ``flat`` of ``cs`` (see crystals.mace)."""
         import torch
 
-        from ..crystals.energy import pose_molecules
+        from builders.crystals.energy import pose_molecules
 
         idx = torch.tensor(flat)
         H, coords, _ = pose_molecules(cs.params[idx], mols, torch.zeros_like(idx))
@@ -383,8 +383,15 @@ class P1Crystals(ReleaseSpec):
             "positions.npy": Array2D(shape=(None, 3), dtype="float64"),
         })
 
+    def preview(self, release_path, key: str, out_png):
+        """Draw crystal ``key``: its unit cell and molecules (builders.crystals.preview)."""
+        from builders.crystals.preview import draw_crystal
+        from builders.format.reader import find_sample
+
+        return draw_crystal(find_sample(release_path, key), out_png)
+
     def card_body(self, manifest: dict) -> str:
-        from ..crystals.optimize import lj_bound
+        from builders.crystals.optimize import lj_bound
 
         p = manifest["parameters"]
         mace = (f"MACE lattice energies from the local model file `{Path(p['mace_model']).name}` (sha256 "

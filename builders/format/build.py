@@ -40,15 +40,15 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from . import card
-from .encoding import encode_sample
-from .executor import WorkerDied, make_executor
-from .failures import MoleculeFailure
-from .provenance import PACKAGE_VERSION, git_commit, package_versions
-from .registry import import_string_of
-from .spec import Input, ReleaseSpec
-from .splits import SPLITS, assign_split, split_record
-from .tario import iter_tar_samples, sha256_file, write_atomic, write_shard
+from builders.format import card
+from builders.format.encoding import encode_sample
+from builders.format.executor import WorkerDied, make_executor
+from builders.format.failures import MoleculeFailure
+from builders.format.provenance import PACKAGE_VERSION, git_commit, package_versions
+from builders.format.registry import import_string_of
+from builders.format.spec import Input, ReleaseSpec
+from builders.format.splits import SPLITS, assign_split, split_record
+from builders.format.tario import iter_tar_samples, sha256_file, write_atomic, write_shard
 
 MANIFEST = "manifest.json"
 FAILURES = "failures.jsonl"
@@ -126,7 +126,7 @@ def run_unit(task: UnitTask) -> dict:
     except OS errors of the machine itself (disk full, read-only file system, out of file
     handles: :data:`ENVIRONMENT_ERRNOS`), which stop the unit and reach the driver.
     """
-    from .registry import release_from_import_string
+    from builders.format.registry import release_from_import_string
 
     spec = release_from_import_string(task.spec)
     samples, records, failures = [], [], []
@@ -247,7 +247,7 @@ def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, li
         workers: local worker processes (ignored if ``executor`` is given).
         keep_work: keep ``.build/`` after finishing.
         progress: show a progress bar.
-        executor: an :class:`builders.executor.Executor` to use instead of a local pool.
+        executor: an :class:`builders.format.executor.Executor` to use instead of a local pool.
         unit_size: inputs per work unit (resume granularity; default: the release's). It does
             not change the shards, only how much work a kill can lose.
     Returns:

@@ -53,7 +53,7 @@ class ReleaseSpec(ABC):
 
     Subclasses set the class attributes and implement the abstract methods. ``process`` runs in
     worker processes: it must be deterministic given (input, params, seed) and raise
-    :class:`builders.failures.MoleculeFailure` for anything wrong with the molecule.
+    :class:`builders.format.failures.MoleculeFailure` for anything wrong with the molecule.
     """
 
     name: str = ""
@@ -102,3 +102,22 @@ class ReleaseSpec(ABC):
     def card_body(self, manifest: dict) -> str:
         """Release-specific Markdown for the generated dataset card (how it was built, caveats)."""
         return ""
+
+    def preview(self, release_path, key: str, out_png):
+        """Draw sample ``key`` of the built release at ``release_path`` to the PNG ``out_png``
+        (``python -m builders preview``). Returns the PNG's path.
+
+        Raises:
+            ValueError: the release has no preview (the default).
+        """
+        raise ValueError(f"no preview for release {self.name!r} (density and crystal releases have one)")
+
+    def export(self, sample: dict, out, shape: tuple[int, int, int] | None = None):
+        """Write one decoded sample to a file another program reads (``python -m builders
+        export-cube``: a Gaussian cube of a density sample). ``shape``: grid points per axis,
+        or None for the sample's own frame.
+
+        Raises:
+            ValueError: the release has no export (the default).
+        """
+        raise ValueError(f"no export for release {self.name!r} (density releases export cube files)")

@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .encoding import decodable, decode_value
-from .manifest import CARD, FAILURES, MANIFEST, ManifestError, config_fields, read_manifest
-from .splits import assign_split
-from .tario import ShardError, iter_tar_samples, sha256_file
+from builders.format.encoding import decodable, decode_value
+from builders.format.manifest import CARD, FAILURES, MANIFEST, ManifestError, config_fields, read_manifest
+from builders.format.splits import assign_split
+from builders.format.tario import ShardError, iter_tar_samples, sha256_file
 
 
 class _Fields(frozenset):
@@ -127,7 +127,7 @@ def verify_release(path: Path) -> list[str]:
     """Check a release folder; returns a list of problems (empty when all is well).
 
     Checks: the card (README.md) and manifest.json exist and the manifest has the right
-    shape (:func:`builders.manifest.read_manifest`); every declared field decodes with the safe
+    shape (:func:`builders.format.manifest.read_manifest`); every declared field decodes with the safe
     table (no ``.pyd``/``.pth``/...); no file in the folder is unlisted (see the module
     docstring for what is allowed); every listed shard exists with the recorded sha256, size and
     sample count; every sample has exactly its config's fields (members) and they decode; every

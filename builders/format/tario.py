@@ -7,7 +7,7 @@ import os
 import tarfile
 from pathlib import Path
 
-from .encoding import check_key
+from builders.format.encoding import check_key
 
 
 def _member(name: str, data: bytes) -> tarfile.TarInfo:
@@ -25,7 +25,7 @@ def tar_bytes(samples) -> tuple[bytes, int]:
 
     Args:
         samples: iterable of (key, members) where members is a list of (suffix, bytes) as
-            made by :func:`builders.encoding.encode_sample` (suffix = ``field.ext``).
+            made by :func:`builders.format.encoding.encode_sample` (suffix = ``field.ext``).
     Returns:
         (tar file bytes, number of samples). Member order: samples in the given order, members
         in the given order; all metadata (times, owners) fixed, so equal input gives equal bytes.
@@ -101,7 +101,7 @@ def iter_tar_samples(path: Path, digest=None):
             ``<key>.<field>`` form or sits in a folder, a key appears twice apart, or the tar is
             corrupt or truncated inside a member (tarfile's ReadError, or a short member).
             A tar cut exactly at a member boundary reads as a shorter valid tar: compare the
-            sample count (and fields) with the manifest, as ``builders.reader`` does.
+            sample count (and fields) with the manifest, as ``builders.format.reader`` does.
     """
     seen = set()
     current_key, current = None, []

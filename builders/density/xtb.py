@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from builders.chem.geomopt import optimize_geometry
-from builders.chem.timeout import Deadline
-from builders.failures import MoleculeFailure
+from builders.density.geomopt import optimize_geometry
+from builders.format.timeout import Deadline
+from builders.format.failures import MoleculeFailure
 
 XTB_METHOD = "GFN2-xTB"
 XTB_MAX_Z = 86  # GFN2-xTB is parametrised for H-Rn
@@ -73,14 +73,14 @@ def optimize_xtb(atomic_numbers, positions_angstrom, max_steps: int = 200, conve
                  deadline: Deadline | None = None) -> tuple[np.ndarray, float, bool, int]:
     """Optimise a closed-shell neutral geometry with GFN2-xTB (pyscf.geomopt + geomeTRIC).
 
-    Args and returns as :func:`builders.chem.mindo3.optimize_mindo3`: (positions (N, 3)
+    Args and returns as :func:`builders.density.mindo3.optimize_mindo3`: (positions (N, 3)
     float64 Angstrom, GFN2-xTB energy in Hartree, converged flag, number of gradient evaluations).
     Raises:
         MoleculeFailure: stage "xtb".
     """
     from pyscf.geomopt.addons import as_pyscf_method
 
-    from builders.chem.mindo3 import make_mol
+    from builders.density.mindo3 import make_mol
 
     if not xtb_available():
         raise MoleculeFailure("xtb", _INSTALL_HINT)

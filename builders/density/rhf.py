@@ -18,8 +18,8 @@ import warnings
 
 import numpy as np
 
-from builders.chem.timeout import Deadline
-from builders.failures import MoleculeFailure
+from builders.format.timeout import Deadline
+from builders.format.failures import MoleculeFailure
 
 RHF_BASIS = "sto-3g"
 RHF_CONV_TOL = 1e-9
@@ -38,7 +38,7 @@ def build_rhf_mol(atomic_numbers, positions_angstrom, basis: str = RHF_BASIS):
     from pyscf.gto.basis import BasisNotFoundError
     from pyscf.gto.basis import load as load_basis
 
-    from builders.chem.mindo3 import make_mol
+    from builders.density.mindo3 import make_mol
 
     z = np.asarray(atomic_numbers, dtype=int).ravel()
     n_electrons = int(z.sum())

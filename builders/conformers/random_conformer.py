@@ -47,7 +47,7 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem, rdMolTransforms
 
-from ..failures import MoleculeFailure
+from builders.format.failures import MoleculeFailure
 
 RDLogger.DisableLog("rdApp.*")
 

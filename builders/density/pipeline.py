@@ -1,10 +1,10 @@
 """Per-molecule density pipeline of pubchem-hf-density and qm9-hf-density (paper 000).
 
-SMILES -> filters (``builders.chem.density_filters``) -> 50 ETKDG conformers + MMFF94
-(``builders.chem.density_conformers``) -> the 5 lowest distinct MMFF conformers re-optimised
-with MINDO/3 (``builders.chem.mindo3``; or GFN2-xTB via tblite when asked, never silently)
+SMILES -> filters (``builders.density.filters``) -> 50 ETKDG conformers + MMFF94
+(``builders.density.conformers``) -> the 5 lowest distinct MMFF conformers re-optimised
+with MINDO/3 (``builders.density.mindo3``; or GFN2-xTB via tblite when asked, never silently)
 -> the lowest semiempirical energy among candidates whose bonding is unchanged -> RHF/STO-3G
-(``builders.chem.density_rhf``) -> a sample dict with the fields of
+(``builders.density.rhf``) -> a sample dict with the fields of
 ``builders.density.schema`` plus provenance, energies and the grid frame of
 ``builders.density.frame.seed_frame``. The grid itself is not rendered here.
 
@@ -45,7 +45,7 @@ Sample fields (numpy arrays, python scalars, strings; lower-case names with unit
 
 Time limit: :func:`build_density_sample` arms ``SIGALRM`` when it runs on the main thread
 of its process (run each molecule in a worker process) and checks a deadline between stages
-and inside loops everywhere; see ``builders.chem.timeout``. Exceeding it raises
+and inside loops everywhere; see ``builders.format.timeout``. Exceeding it raises
 ``MoleculeFailure("timeout", ...)``.
 """
 from __future__ import annotations
@@ -54,13 +54,13 @@ import time
 
 import numpy as np
 
-from builders.chem.density_conformers import ConformerSearch, conformer_search, select_candidates
-from builders.chem.density_filters import MAX_HEAVY_ATOMS, filter_smiles
-from builders.chem.density_rhf import RHF_BASIS, RHF_CONV_TOL, RHF_MAX_CYCLE, run_rhf
-from builders.chem.timeout import Deadline, TimeLimitExceeded, time_limit
+from builders.density.conformers import ConformerSearch, conformer_search, select_candidates
+from builders.density.filters import MAX_HEAVY_ATOMS, filter_smiles
+from builders.density.rhf import RHF_BASIS, RHF_CONV_TOL, RHF_MAX_CYCLE, run_rhf
+from builders.format.timeout import Deadline, TimeLimitExceeded, time_limit
 from builders.density.frame import SEED_MARGIN_BOHR, seed_frame
 from builders.density.storage import pack_density_matrix
-from builders.failures import MoleculeFailure
+from builders.format.failures import MoleculeFailure
 
 __all__ = [
     "SEMIEMPIRICAL_METHODS", "DEFAULT_TIME_LIMIT_S", "filter_smiles", "conformer_search",
@@ -90,11 +90,11 @@ def check_semiempirical_available(atomic_numbers, semiempirical: str) -> None:
     """
     _stage_name(semiempirical)
     if semiempirical == "mindo3":
-        from builders.chem.mindo3 import check_mindo3_elements
+        from builders.density.mindo3 import check_mindo3_elements
 
         check_mindo3_elements(atomic_numbers)
     else:
-        from builders.chem import xtb
+        from builders.density import xtb
 
         if not xtb.xtb_available():
             raise MoleculeFailure("xtb", xtb._INSTALL_HINT)
@@ -151,9 +151,9 @@ def semiempirical_reoptimize(search: ConformerSearch, candidates: np.ndarray, n_
     """
     stage = _stage_name(semiempirical)
     if semiempirical == "mindo3":
-        from builders.chem.mindo3 import optimize_mindo3 as optimize
+        from builders.density.mindo3 import optimize_mindo3 as optimize
     else:
-        from builders.chem.xtb import optimize_xtb as optimize
+        from builders.density.xtb import optimize_xtb as optimize
     deadline = deadline or Deadline(None)
     z = search.atomic_numbers
 
@@ -372,7 +372,7 @@ def build_density_sample_from_geometry(atomic_numbers, positions_angstrom, smile
             t0 = time.perf_counter()
             canonical = ""
             if smiles:
-                from builders.chem.density_filters import parse_smiles
+                from builders.density.filters import parse_smiles
 
                 mol = parse_smiles(smiles)
                 canonical = Chem.MolToSmiles(mol)

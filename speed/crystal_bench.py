@@ -1,6 +1,6 @@
 """Throughput and energy distributions of the P1 crystal generator (builders.crystals).
 
-    python -m benchmarks.perf.crystal_bench [--device cuda] [--n N] [--seed S] [--threads T]
+    python -m speed.crystal_bench [--device cuda] [--n N] [--seed S] [--threads T]
 
 Builds ~20 small QM9-like molecules (RDKit ETKDG + MMFF, hydrogens included), generates N
 random starts per molecule, LJ-optimizes them (Adam at 6 A), refines the optima to stationary
@@ -13,7 +13,7 @@ contact r / (r_vdw_i + r_vdw_j), for optima and noisy copies separately. The def
 float64, as in the release builds (float32 rounding of the refined parameters alone leaves
 gradient norms ~1e-3).
 
-    python -m benchmarks.perf.crystal_bench --release PATH
+    python -m speed.crystal_bench --release PATH
 
 prints the same distributions (energies in both conventions, packing) of a built release.
 """

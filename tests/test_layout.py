@@ -1,0 +1,116 @@
+"""The layout of the builders package (issue 14): no import circle, a light command line."""
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from .conftest import REPO
+
+HEAVY = ("rdkit", "pyscf", "torch")
+
+
+def _builders_import_graph() -> dict:
+    """module -> builders modules it imports anywhere in its file (module level or in a function)."""
+    modules = {}
+    for path in (REPO / "builders").rglob("*.py"):
+        name = ".".join(path.relative_to(REPO).with_suffix("").parts)
+        modules[name.removesuffix(".__init__")] = path
+    graph = {}
+    for name, path in modules.items():
+        deps = set()
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level == 0, f"{path}: relative import (the package uses absolute imports)"
+                if node.module in modules:
+                    deps.add(node.module)
+                deps.update(f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names if a.name in modules)
+        graph[name] = deps - {name}
+    return graph
+
+
+def _cycles(graph: dict) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, found = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in graph[v]:
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_the_cycle_finder_finds_a_planted_circle():
+    assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+    assert _cycles({"a": {"b"}, "b": set()}) == []
+
+
+def test_no_import_circle_in_builders_even_through_imports_inside_functions():
+    graph = _builders_import_graph()
+    assert "builders.sources" in graph and "builders.format.reader" in graph
+    assert _cycles(graph) == []
+
+
+def _modules_loaded_by(code: str) -> list[str]:
+    probe = code + "\nimport json, sys\nprint(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
+    done = subprocess.run([sys.executable, "-c", probe], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_command_line_imports_no_chemistry_or_torch_until_a_release_is_built(tmp_path):
+    """Importing builders.__main__, building its parser (``build --help``) and ``verify`` of a
+    missing folder load none of rdkit, pyscf, torch; building a release's own parser does."""
+    missing = tmp_path / "nothing-here"
+    loaded = _modules_loaded_by(
+        "import contextlib, io\n"
+        "import builders.__main__ as cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    cli.main(['build', '--help'])\n"
+        "with contextlib.redirect_stderr(io.StringIO()):\n"
+        f"    cli.main(['verify', {str(missing)!r}])\n")
+    assert not set(HEAVY) & set(loaded), loaded
+    loaded = _modules_loaded_by(
+        "import contextlib, io\n"
+        "import builders.__main__ as cli\n"
+        "with contextlib.redirect_stdout(io.StringIO()), contextlib.suppress(SystemExit):\n"
+        "    cli.main(['build', 'random-conformers', '--help'])\n")
+    assert "rdkit" in loaded
+
+
+def test_preview_and_export_belong_to_the_release_spec():
+    from builders.format.registry import get_release
+
+    conformers = get_release("random-conformers")
+    try:
+        conformers.export({}, Path("x.cube"))
+    except ValueError as err:
+        assert "random-conformers" in str(err) and "no export" in str(err)
+    else:
+        raise AssertionError("random-conformers has no export, yet export() returned")
+    assert type(get_release("pubchem-hf-density")).export is not type(conformers).export
+    assert type(get_release("p1-crystals")).preview is not type(conformers).preview
