@@ -32,6 +32,8 @@ from typing import Iterator
 import numpy as np
 
 from benchmarks.qm9 import SMALL_SPLIT_FILE, SMALL_SPLIT_SHA256, read_small_split_file
+from builders.density.frame import SEED_MARGIN_BOHR, SEED_SHAPE
+from builders.density.params import DEFAULT_TIME_LIMIT_S
 
 DATA_DIR = Path(__file__).parent / "data"
 
@@ -56,9 +58,6 @@ PINNED = {
 }
 
 ENERGY_TOLERANCE_HARTREE = 1e-6
-#: the seed's reference grid: 128^3 over the atoms' bounding box + 3 Bohr (builders.density.frame.seed_frame)
-GRID_SHAPE = (128, 128, 128)
-MARGIN_BOHR = 3.0
 QUADRUPOLE_COMPONENTS = ("xx", "yy", "zz", "xy", "xz", "yz")
 
 
@@ -247,7 +246,7 @@ def pubchem_record_frame(record: dict) -> dict:
             "grid_shape": np.asarray(record["grid_shape"], np.int32)}
 
 
-def rebuild_pubchem_sample(record: dict, time_limit_s: float | None = 900.0, verify: bool = True) -> dict:
+def rebuild_pubchem_sample(record: dict, time_limit_s: float | None = DEFAULT_TIME_LIMIT_S, verify: bool = True) -> dict:
     """Rebuild one pinned pubchem density sample by RHF/STO-3G only, on its committed final
     geometry (``builders.density.pipeline.build_density_sample_from_geometry``, the
     qm9-hf-density path), in the release's sample form (arrays + ``meta`` + ``__key__``).
@@ -265,7 +264,7 @@ def rebuild_pubchem_sample(record: dict, time_limit_s: float | None = 900.0, ver
     sample = build_density_sample_from_geometry(
         np.asarray(record["atomic_numbers"], np.int64), np.asarray(record["positions_angstrom"], np.float64),
         smiles=record["smiles"], inchikey=record["inchikey"], time_limit_s=time_limit_s,
-        margin_bohr=MARGIN_BOHR, grid_shape=GRID_SHAPE)
+        margin_bohr=SEED_MARGIN_BOHR, grid_shape=SEED_SHAPE)
     sample.update({"geometry_source": "pinned:density-pubchem-v1", "semiempirical_method": record["semiempirical_method"],
                    "conformer_seed": int(record["conformer_seed"]), "force_field": "MMFF94",
                    "chosen_conformer_index": int(record["chosen_conformer_index"])})
@@ -287,7 +286,7 @@ def _cache_index_path(folder: Path) -> Path:
 
 
 def ensure_pubchem_density(folder: Path, records: list[dict] | None = None, progress: bool = True,
-                           time_limit_s: float | None = 900.0) -> Path:
+                           time_limit_s: float | None = DEFAULT_TIME_LIMIT_S) -> Path:
     """Rebuild (RHF only) every pinned pubchem molecule into ``folder`` (one single-sample tar
     per molecule, written atomically, so a killed run resumes), verify each against its record
     and write ``index.json`` (key -> sha256 of its tar, plus the pinned table's sha256).

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -10,9 +11,20 @@ from rdkit import Chem
 from builders.conformers.random_conformer import ConformerParams, build_fragment, min_distance, perturb, relax, spin_rotatable_bonds
 from builders.format.failures import MoleculeFailure
 from builders.format.identity import inchikey_of
-from builders.sources import qm9_inputs, smiles_file_inputs, stable_int, zinc_inputs
+from builders.format.params import add_arguments, from_args, option, resolve
 from builders.format.spec import Input, ReleaseSpec
 from builders.format.splits import assign_split
+from builders.sources import qm9_inputs, smiles_file_inputs, stable_int, zinc_inputs
+
+
+@dataclass(frozen=True)
+class RandomConformersParams:
+    """Build parameters of random-conformers besides the conformer pipeline's own
+    (:class:`ConformerParams`, recorded under ``conformer``)."""
+
+    input: str | None = option(None, "a SMILES file (one a line) to use instead of QM9 + ZINC", type=Path,
+                               to_record=str)
+    sources: str = option("qm9,zinc", "comma list of qm9, zinc (used without --input)")
 
 
 def molecule_rng(seed: int, key: str) -> np.random.Generator:
@@ -39,16 +51,13 @@ class RandomConformers(ReleaseSpec):
     tags = ("chemistry", "molecules", "3d", "point-cloud", "conformers", "webdataset")
 
     def add_arguments(self, parser):
-        parser.add_argument("--input", type=Path, default=None,
-                            help="a SMILES file (one a line) to use instead of QM9 + ZINC")
-        parser.add_argument("--sources", default="qm9,zinc", help="comma list of qm9, zinc (default both)")
+        add_arguments(parser, RandomConformersParams)
 
     def params_from_args(self, args) -> dict:
-        return {"input": str(args.input) if args.input else None, "sources": args.sources,
-                "conformer": ConformerParams().to_dict()}
+        return {**from_args(RandomConformersParams, args), "conformer": ConformerParams().to_dict()}
 
     def resolve_params(self, params: dict) -> dict:
-        return {"input": params.get("input"), "sources": params.get("sources", "qm9,zinc"),
+        return {**resolve(RandomConformersParams, params, strict=False),
                 "conformer": ConformerParams(**params.get("conformer", {})).to_dict()}
 
     def load_inputs(self, params: dict):

@@ -29,7 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.crystals.params import CrystalParams
 from builders.format.failures import MoleculeFailure
+from builders.format.params import add_arguments, from_args, resolve
 from builders.format.spec import Input, ReleaseSpec
 from builders.conformers.release import RandomConformers, molecule_rng
 
@@ -37,22 +39,6 @@ CONFORMER_RELEASE = "random-conformers"
 CONFORMER_SOURCE = "random-conformers"  # Input.source of inputs read from a conformer release
 BUILD_HINT = "python -m builders build random-conformers --limit 200"
 MIN_CONFORMER_VERSION = 2  # major version of random-conformers that stores undistorted_positions
-_OPTIONAL = {"energy_threshold": float, "min_contact_ratio": float}  # parameters whose default is None (off)
-
-
-def defaults() -> dict:
-    """Default build parameters (imported lazily: the CLI lists releases without torch).
-    ``energy_threshold`` and ``min_contact_ratio`` are optional extra filters (ours), off (None)."""
-    from builders.crystals.energy import DEFAULT_CUTOFF
-    from builders.crystals.optimize import MAX_GRAD_NORM, OPT_CUTOFF, SCALED_LJ_MAX
-    from builders.crystals.refine import GRAD_TOL, MAX_STEPS
-
-    return {"n_starts": 4, "n_noisy": 10, "noise_sigma": 0.05, "scaled_lj_max": SCALED_LJ_MAX,
-            "energy_threshold": None, "min_contact_ratio": None, "cutoff": DEFAULT_CUTOFF,
-            "opt_cutoff": OPT_CUTOFF, "max_steps": 500, "max_grad_norm": MAX_GRAD_NORM, "grad_tol": GRAD_TOL,
-            "refine_steps": MAX_STEPS, "target_packing": 0.5, "volume_spacing": 0.05}
-
-
 def conformer_text(sample: dict) -> str:
     """The Input.text of a conformer read from a release: compact JSON holding the SMILES,
     InChIKey, atomic numbers and ``positions`` = the sample's ``undistorted_positions``
@@ -130,29 +116,7 @@ class P1Crystals(ReleaseSpec):
                             help="random-conformers release folder (default: ROOT/densegen/random-conformers)")
         parser.add_argument("--input", type=Path, default=None,
                             help="a SMILES file, run through the random-conformers pipeline, instead of a release")
-        parser.add_argument("--starts", type=int, default=None, help="random starts per molecule (default 4)")
-        parser.add_argument("--noisy", type=int, default=None, help="noisy copies per kept optimum (default 10)")
-        parser.add_argument("--noise-sigma", type=float, default=None,
-                            help="noise on the standardized parameters (default 0.05)")
-        parser.add_argument("--energy-threshold", type=float, default=None,
-                            help="optional extra filter: keep optima with LJ energy per molecule (stored cutoff) "
-                                 "below this (default off; write negative values as --energy-threshold=-50)")
-        parser.add_argument("--min-contact-ratio", type=float, default=None,
-                            help="optional extra filter: keep optima whose shortest contact is at least this x the "
-                                 "vdW-radius sum (default off; earlier builds used 0.8)")
-        parser.add_argument("--scaled-lj-max", type=float, default=None,
-                            help="the authors' filter on optima and copies, their scaled LJ below this (default 3)")
-        parser.add_argument("--grad-tol", type=float, default=None,
-                            help="stationarity tolerance of the refinement at the stored cutoff (default 1e-3)")
-        parser.add_argument("--cutoff", type=float, default=None,
-                            help="pair cutoff of the stored LJ/Buckingham energies, Angstrom (default 10)")
-        parser.add_argument("--opt-cutoff", type=float, default=None,
-                            help="LJ cutoff of the Adam stage, Angstrom (default 6; refinement uses --cutoff)")
-        parser.add_argument("--max-steps", type=int, default=None, help="optimizer step limit (default 500)")
-        parser.add_argument("--max-grad-norm", type=float, default=None,
-                            help="per-crystal gradient clipping of the optimizer (default 10; 0 = off)")
-        parser.add_argument("--target-packing", type=float, default=None,
-                            help="packing coefficient of the random starts (default 0.5)")
+        add_arguments(parser, CrystalParams)
         parser.add_argument("--mace-model", type=Path, default=None,
                             help="local MACE model file: adds MACE lattice energies (needs pip install mace-torch)")
 
@@ -164,12 +128,7 @@ class P1Crystals(ReleaseSpec):
         if args.input is None:
             conformers = str(args.conformers or release_dir(args.root, CONFORMER_RELEASE))
         return {"conformers": conformers, "input": str(args.input) if args.input else None,
-                "conformer": ConformerParams().to_dict(), "n_starts": args.starts, "n_noisy": args.noisy,
-                "noise_sigma": args.noise_sigma, "energy_threshold": args.energy_threshold,
-                "min_contact_ratio": args.min_contact_ratio, "scaled_lj_max": args.scaled_lj_max,
-                "grad_tol": args.grad_tol, "cutoff": args.cutoff,
-                "opt_cutoff": args.opt_cutoff, "max_steps": args.max_steps, "target_packing": args.target_packing,
-                "max_grad_norm": args.max_grad_norm,
+                "conformer": ConformerParams().to_dict(), **from_args(CrystalParams, args),
                 "mace_model": str(args.mace_model) if args.mace_model else None}
 
     def resolve_params(self, params: dict) -> dict:
@@ -179,10 +138,7 @@ class P1Crystals(ReleaseSpec):
 
         out = {"conformers": params.get("conformers"), "input": params.get("input"),
                "conformer": ConformerParams(**params.get("conformer", {})).to_dict()}
-        for name, default in defaults().items():
-            value = params.get(name)
-            kind = _OPTIONAL.get(name) or type(default)
-            out[name] = kind(value) if value is not None else default
+        out.update(resolve(CrystalParams, params, strict=False))
         if out["n_starts"] < 1 or out["n_noisy"] < 0 or out["noise_sigma"] < 0 or not 0 < out["target_packing"] < 1:
             raise ValueError("need --starts >= 1, --noisy >= 0, --noise-sigma >= 0 and 0 < --target-packing < 1")
         if out["cutoff"] <= 0 or out["opt_cutoff"] <= 0:

@@ -23,6 +23,7 @@ import numpy as np
 from builders.density.schema import BOHR_PER_ANGSTROM
 
 SEED_MARGIN_BOHR = 3.0  # pyscf.tools.cubegen BOX_MARGIN default
+SEED_SHAPE = (128, 128, 128)  # the size the seed resized every grid to (the releases' default shape)
 
 
 def seed_points_per_axis(extent_bohr) -> np.ndarray:

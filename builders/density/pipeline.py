@@ -59,6 +59,7 @@ from builders.density.filters import MAX_HEAVY_ATOMS, filter_smiles
 from builders.density.rhf import RHF_BASIS, RHF_CONV_TOL, RHF_MAX_CYCLE, run_rhf
 from builders.format.timeout import Deadline, TimeLimitExceeded, time_limit
 from builders.density.frame import SEED_MARGIN_BOHR, seed_frame
+from builders.density.params import DEFAULT_TIME_LIMIT_S, N_CONFORMERS, N_SEMIEMPIRICAL
 from builders.density.storage import pack_density_matrix
 from builders.format.failures import MoleculeFailure
 
@@ -69,7 +70,6 @@ __all__ = [
 
 # CLI name -> method name recorded in the sample.
 SEMIEMPIRICAL_METHODS = {"mindo3": "MINDO3", "xtb": "GFN2-xTB"}
-DEFAULT_TIME_LIMIT_S = 900.0
 GEOMOPT_MAX_STEPS = 200
 BOND_TOLERANCE = 1.3  # bonded if distance < 1.3 x (sum of covalent radii), as RDKit's DetermineConnectivity
 
@@ -233,7 +233,7 @@ def _rhf_fields(z, positions, rhf_conv_tol, rhf_max_cycle, margin_bohr, grid_sha
 
 
 def build_density_sample(smiles: str, seed: int = 0, time_limit_s: float | None = DEFAULT_TIME_LIMIT_S,
-                         semiempirical: str = "mindo3", n_conformers: int = 50, n_mindo3: int = 5,
+                         semiempirical: str = "mindo3", n_conformers: int = N_CONFORMERS, n_mindo3: int = N_SEMIEMPIRICAL,
                          max_heavy_atoms: int = MAX_HEAVY_ATOMS, geomopt_max_steps: int = GEOMOPT_MAX_STEPS,
                          rhf_conv_tol: float = RHF_CONV_TOL, rhf_max_cycle: int = RHF_MAX_CYCLE,
                          margin_bohr: float = SEED_MARGIN_BOHR, grid_shape=None,

@@ -18,9 +18,11 @@ import numpy as np
 
 from builders.format.encoding import Encoded, npy_bytes
 from builders.format.failures import MoleculeFailure
+from builders.density.frame import SEED_SHAPE
+from builders.density.params import DensityParams, PubChemDensityParams
+from builders.format.params import add_arguments, from_args, resolve
 from builders.format.spec import ConfigSpec, Input, ReleaseSpec
 
-SEED_SHAPE = (128, 128, 128)
 ZSTD_LEVEL = 10
 
 
@@ -54,25 +56,20 @@ class _DensityRelease(ReleaseSpec):
     samples_per_shard = 500
     tags = ("chemistry", "molecules", "3d", "electron-density", "quantum-chemistry", "webdataset")
 
+    #: the release's parameters (builders.density.params): CLI options and manifest record
+    params_type = DensityParams
+
     def add_arguments(self, parser):
-        parser.add_argument("--grid", action="store_true",
-                            help="also write the 'grid' config: the density on each sample's frame (float16+zstd)")
-        parser.add_argument("--cubic", action="store_true", help="cubic box (largest extent on every axis)")
-        parser.add_argument("--spacing", type=float, default=None, help="fixed grid spacing in Bohr (overrides 128^3)")
-        parser.add_argument("--time-limit", type=float, default=900.0, help="per-molecule time limit, seconds")
-        parser.add_argument("--margin", type=float, default=3.0, help="box margin around the atoms, Bohr")
+        add_arguments(parser, self.params_type)
 
     def params_from_args(self, args) -> dict:
-        return {"grid": bool(args.grid), "cubic": bool(args.cubic), "spacing_bohr": args.spacing,
-                "time_limit_s": args.time_limit, "margin_bohr": args.margin}
+        return from_args(self.params_type, args)
 
     def resolve_params(self, params: dict) -> dict:
-        return {"grid": bool(params.get("grid", False)), "cubic": bool(params.get("cubic", False)),
-                "spacing_bohr": params.get("spacing_bohr"), "time_limit_s": float(params.get("time_limit_s", 900.0)),
-                "margin_bohr": float(params.get("margin_bohr", 3.0)), "grid_shape": list(SEED_SHAPE),
-                "basis": "sto-3g", "method": "RHF", **self.extra_params(params)}
+        return {**resolve(self.params_type, params, strict=False), **self.extra_params(params)}
 
     def extra_params(self, params: dict) -> dict:
+        """Parameters recorded only when given (none by default)."""
         return {}
 
     def configs(self, params: dict) -> list[ConfigSpec]:
@@ -155,20 +152,7 @@ class PubChemHFDensity(_DensityRelease):
                "ETKDG+MMFF94 conformers, the 5 lowest re-optimized with MINDO3, RHF on the lowest; density "
                "matrix + grid frame in every sample (render any grid), optional stored 128^3 grids.")
 
-    def add_arguments(self, parser):
-        super().add_arguments(parser)
-        parser.add_argument("--input", type=Path, default=None, help="a SMILES file instead of the embedded PubChem set")
-        parser.add_argument("--semiempirical", choices=("mindo3", "xtb"), default="mindo3",
-                            help="re-optimization method (xtb = GFN2-xTB via tblite, recorded in each sample)")
-        parser.add_argument("--conformers", type=int, default=50, help="ETKDG conformers per molecule")
-
-    def params_from_args(self, args) -> dict:
-        return {**super().params_from_args(args), "input": str(args.input) if args.input else None,
-                "semiempirical": args.semiempirical, "n_conformers": args.conformers}
-
-    def extra_params(self, params: dict) -> dict:
-        return {"input": params.get("input"), "semiempirical": params.get("semiempirical", "mindo3"),
-                "n_conformers": int(params.get("n_conformers", 50)), "n_semiempirical": 5}
+    params_type = PubChemDensityParams
 
     def load_inputs(self, params: dict):
         from builders.sources import pubchem_inputs, smiles_file_inputs

@@ -29,12 +29,12 @@ import numpy as np
 from pyscf import gto
 from scipy.linalg import blas
 
+from builders.density.frame import SEED_MARGIN_BOHR, SEED_SHAPE
 from builders.density.molecule import density_matrix_from_sample, field, mole_from_sample
 from builders.density.schema import ANGSTROM_PER_BOHR
 from builders.format.reader import as_fields
 
 DEFAULT_AO_CUTOFF = 1e-11  # AO values (cartesian, a.u.) below this are dropped per block
-DEFAULT_MARGIN_BOHR = 3.0  # pyscf cubegen's box margin, used when a sample has no frame
 
 # libcint multiplies cartesian s and p functions by the angular normalization of the
 # spherical harmonic (higher l carry it in the cart->sph matrices): pyscf convention 'sp'.
@@ -42,7 +42,7 @@ _COMMON_FACTOR = {0: 0.282094791773878143, 1: 0.488602511902919921}
 
 
 # --------------------------------------------------------------------------- frames
-def default_frame(positions_bohr: np.ndarray, shape, margin: float = DEFAULT_MARGIN_BOHR):
+def default_frame(positions_bohr: np.ndarray, shape, margin: float = SEED_MARGIN_BOHR):
     """Axis-aligned frame around a molecule: bounding box + ``margin`` Bohr on each side.
 
     Args:
@@ -60,7 +60,7 @@ def default_frame(positions_bohr: np.ndarray, shape, margin: float = DEFAULT_MAR
     return lo, np.diag(steps)
 
 
-def resolve_frame(sample: dict, shape=(128, 128, 128), origin=None, axes=None):
+def resolve_frame(sample: dict, shape=SEED_SHAPE, origin=None, axes=None):
     """The grid frame used by :func:`render_density`.
 
     The sample's own frame (``grid_origin``, ``grid_axes``, ``grid_shape``; Bohr) unless
@@ -273,7 +273,7 @@ def _block_sizes(shape, nf: int, cuda: bool):
     return bx, by, bz
 
 
-def render_density(sample: dict, shape=(128, 128, 128), origin=None, axes=None,
+def render_density(sample: dict, shape=SEED_SHAPE, origin=None, axes=None,
                    device: str = "cpu", backend: str | None = None,
                    ao_cutoff: float = DEFAULT_AO_CUTOFF, threads: int = 1):
     """Electron density of a sample on a rectilinear grid.

@@ -1,0 +1,67 @@
+"""Build parameters declared once (builders.format.params): one frozen dataclass per release
+gives the CLI options, their defaults and help, and the manifest's record."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+
+import pytest
+
+from builders.format.params import add_arguments, fixed, from_args, option, resolve
+
+
+@dataclasses.dataclass(frozen=True)
+class Toy:
+    steps: int = option(4, "steps per thing", flag="--steps")
+    sigma: float = option(0.5, "noise, Angstrom")
+    cap: float | None = option(None, "optional cap", type=float)
+    fast: bool = option(False, "go fast")
+    basis: str = fixed("sto-3g")
+
+
+def _parse(argv):
+    parser = argparse.ArgumentParser()
+    add_arguments(parser, Toy)
+    return parser, parser.parse_args(argv)
+
+
+def test_cli_options_defaults_help_and_record_come_from_the_dataclass():
+    parser, args = _parse([])
+    text = parser.format_help()
+    assert "--steps STEPS" in text and "steps per thing (default 4)" in text and "--basis" not in text
+    assert from_args(Toy, args) == {"steps": 4, "sigma": 0.5, "cap": None, "fast": False}
+    assert resolve(Toy, from_args(Toy, args)) == {"steps": 4, "sigma": 0.5, "cap": None, "fast": False,
+                                                  "basis": "sto-3g"}
+    _, args = _parse(["--steps", "7", "--cap", "2.5", "--fast"])
+    assert resolve(Toy, from_args(Toy, args)) == {"steps": 7, "sigma": 0.5, "cap": 2.5, "fast": True,
+                                                  "basis": "sto-3g"}
+
+
+def test_resolve_fills_defaults_converts_types_and_refuses_unknown_names():
+    assert resolve(Toy, {"steps": 3.0, "cap": 1, "sigma": None}) == {
+        "steps": 3, "sigma": 0.5, "cap": 1.0, "fast": False, "basis": "sto-3g"}
+    assert list(resolve(Toy, {})) == ["steps", "sigma", "cap", "fast", "basis"]  # the record keeps field order
+    with pytest.raises(ValueError, match="unknown build parameter.*stpes"):
+        resolve(Toy, {"stpes": 3})
+    assert resolve(Toy, {"basis": "6-31g"})["basis"] == "sto-3g"  # a fixed parameter cannot be changed
+
+
+@pytest.mark.parametrize("release", ["pubchem-hf-density", "qm9-hf-density", "p1-crystals", "random-conformers"])
+def test_a_release_built_without_options_records_the_dataclass_defaults(release, tmp_path):
+    from builders.format.registry import get_release
+
+    spec = get_release(release)
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--root", default=tmp_path)
+    spec.add_arguments(parser)
+    args = parser.parse_args([])
+    record = spec.resolve_params(spec.params_from_args(args))
+    assert record == spec.resolve_params(record)  # resolving a recorded manifest changes nothing
+    params_type = {"pubchem-hf-density": "PubChemDensityParams", "qm9-hf-density": "DensityParams",
+                   "p1-crystals": "CrystalParams", "random-conformers": "RandomConformersParams"}[release]
+    module = {"p1-crystals": "builders.crystals.params", "random-conformers": "builders.conformers.release"}.get(
+        release, "builders.density.params")
+    declared = getattr(__import__(module, fromlist=[params_type]), params_type)
+    for field in dataclasses.fields(declared):
+        default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
+        assert record[field.name] == default, field.name
