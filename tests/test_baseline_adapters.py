@@ -7,6 +7,7 @@ temporary folder; densities come from a real RHF/STO-3G run (pyscf) rendered wit
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -123,7 +124,7 @@ def test_mo3enet_missing_weights_message(tmp_path):
 def test_mo3enet_no_shipped_weights_message(tmp_path, monkeypatch):
     import baselines.mo3enet.benchmark as bench
 
-    monkeypatch.setattr(bench, "SHIPPED_WEIGHTS", tmp_path / "weights")
+    monkeypatch.setattr(bench, "SPEC", dataclasses.replace(bench.SPEC, shipped=tmp_path / "weights"))
     with pytest.raises(FileNotFoundError, match=r"no shipped Mo3ENet weights .*mo3enet\.train .*mo3enet\.export"):
         bench.Mo3ENetBenchmarkModel()
 
@@ -282,7 +283,7 @@ def test_vqgan_missing_weights_message(tmp_path):
 def test_vqgan_no_shipped_weights_message(tmp_path, monkeypatch):
     import baselines.vqgan3d.benchmark as bench
 
-    monkeypatch.setattr(bench, "SHIPPED_WEIGHTS", tmp_path / "weights")
+    monkeypatch.setattr(bench, "SPEC", dataclasses.replace(bench.SPEC, shipped=tmp_path / "weights"))
     with pytest.raises(FileNotFoundError, match=r"no shipped 3DGrid-VQGAN weights .*vqgan3d\.train .*vqgan3d\.export"):
         bench.VQGAN3DBenchmarkModel()
 
