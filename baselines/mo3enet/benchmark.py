@@ -30,7 +30,7 @@ from baselines.weights import ModelSpec, build_from_weights
 
 from .config import Mo3ENetConfig
 from .data import collate_point_clouds
-from .model import Mo3ENet
+from .model import Mo3ENet, molecule_centroids
 
 SHIPPED_WEIGHTS = Path(__file__).parent / "weights"
 SPEC = ModelSpec(name="mo3enet", title="Mo3ENet", package="baselines.mo3enet", shipped=SHIPPED_WEIGHTS,
@@ -133,8 +133,7 @@ class Mo3ENetBenchmarkModel:
         out = []
         for _, b in self._chunks(batch):
             n = b["num_atoms"]
-            centroid = torch.zeros(len(n), 3, device=self.device).index_add_(0, b["batch"], b["pos"].float())
-            centroid = centroid / n[:, None].float()
+            centroid = molecule_centroids(b["pos"].float(), b["batch"], len(n))
             g, _ = self.model.encode(b)
             dec = self.model.decode(g, n)
             pos = (dec["positions"].float() + centroid[:, None, :]).cpu().numpy()

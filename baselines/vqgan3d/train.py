@@ -50,6 +50,7 @@ from baselines.checkpoints import (
     trim_metrics,
     write_checkpoint,
 )
+from baselines.common import count_parameters
 
 from .config import VQGAN3DConfig, get_config
 from .discriminator import build_discriminator, random_slices
@@ -59,7 +60,7 @@ from .losses import (
     hinge_g_loss,
     load_vgg_perceptual,
 )
-from .model import VQGAN3D, count_parameters
+from .model import VQGAN3D
 
 METRIC_KEYS = ("loss_g", "l1", "commitment", "perceptual", "g_gan", "feat", "d_loss",
                "perplexity", "usage", "active", "restarted")
