@@ -15,10 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-BOHR_PER_ANGSTROM = 1.0 / 0.52917721092
+from benchmarks.task_pointcloud import TYPE_INDEX  # type_probs columns of the reconstruction task
+from builders.density.schema import BOHR_PER_ANGSTROM
+
 ATOMIC_MASS = {1: 1.008, 6: 12.011, 7: 14.007, 8: 15.999, 9: 18.998, 15: 30.974, 16: 32.06, 17: 35.45,
                35: 79.904, 53: 126.90}
-TYPE_INDEX = {1: 0, 6: 1, 7: 2, 8: 3, 9: 4}
 
 
 class NoEmbedding:

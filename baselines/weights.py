@@ -17,12 +17,18 @@ On load the sha256 of ``config.json`` and of every shard is checked against the 
 mismatch raises :class:`WeightsIntegrityError` naming the file, so a truncated or corrupted
 download (or a git-lfs pointer in place of a shard) fails loudly instead of giving a silently
 wrong model.
+
+:func:`build_from_weights` builds a baseline from shipped weights or a training checkpoint
+(:mod:`baselines.checkpoints`) and :func:`export_checkpoint` turns a checkpoint into shipped
+weights, both for any model described by a :class:`ModelSpec`.
 """
 from __future__ import annotations
 
 import json
 import os
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Callable
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -182,3 +188,131 @@ def load_sharded(folder, device: str = "cpu") -> tuple[dict, dict]:
         raise ValueError(f"{folder}: pieces {stray[:3]} belong to no split tensor in the manifest")
     state.update(flat)
     return state, config
+
+
+# ----------------------------------------------------------------------------- models
+@dataclass(frozen=True)
+class ModelSpec:
+    """What the shared loaders need to know about one learned baseline.
+
+    Attributes:
+        name: the ``"model"`` field of its shipped ``config.json`` (``"mo3enet"``).
+        title: its name in messages (``"Mo3ENet"``).
+        package: its package (``"baselines.mo3enet"``): ``python -m PACKAGE.train`` and
+            ``PACKAGE.export`` are named in the how-to-get-weights message.
+        shipped: the folder of its committed weights (the default of :func:`build_from_weights`).
+        parse_config: config dict (``config.json``) -> config object with ``.preset`` and
+            ``.to_dict()``.
+        build: config object -> untrained ``torch.nn.Module``.
+        training_only: state-dict entries that shipped weights may leave out (buffers only
+            training reads); they keep the values ``build`` gave them.
+    """
+
+    name: str
+    title: str
+    package: str
+    shipped: Path
+    parse_config: Callable[[dict], Any]
+    build: Callable[[Any], torch.nn.Module]
+    training_only: tuple[str, ...] = ()
+
+    def how_to_get_weights(self) -> str:
+        """The sentence error messages give on how to train and export weights."""
+        short = self.package.rsplit(".", 1)[-1]
+        try:
+            out = self.shipped.relative_to(Path(__file__).parents[1])
+        except ValueError:
+            out = self.shipped
+        return (f"train with `python -m {self.package}.train --preset small --release PATH --out runs/{short}` "
+                f"and export with `python -m {self.package}.export --checkpoint runs/{short} --out {out}`, "
+                "or pass weights=FOLDER (a shipped weights folder or a training checkpoint)")
+
+
+def build_from_weights(spec: ModelSpec, weights=None, device: str = "cpu") -> tuple[torch.nn.Module, dict]:
+    """A baseline (float32, eval mode) built from shipped weights or a training checkpoint.
+
+    Args:
+        spec: the model (see :class:`ModelSpec`).
+        weights: a shipped weights folder (``manifest.json``, :func:`save_sharded`), or a
+            training run / ``checkpoints`` / step folder (:mod:`baselines.checkpoints`);
+            None = ``spec.shipped``.
+        device: torch device string.
+
+    Returns:
+        (module, info): info is the shipped ``config.json`` dict (``model``, ``preset``,
+        ``config``, ``source``, ...) or, for a checkpoint, {``model``, ``preset``, ``config``,
+        ``source``: {``checkpoint``: the step folder}}.
+
+    Raises:
+        FileNotFoundError: no weights there, saying how to train and export them.
+        ValueError: the folder holds another model's weights, a bad checksum
+            (:class:`WeightsIntegrityError`), or tensors that do not fit the config.
+    """
+    from baselines.checkpoints import read_checkpoint
+
+    folder = Path(weights) if weights is not None else spec.shipped
+    if has_sharded(folder):
+        state, info = load_sharded(folder)
+        if info.get("model") != spec.name:
+            raise ValueError(f"{folder} holds weights of model {info.get('model')!r}, not {spec.name!r}")
+        cfg = spec.parse_config(info["config"])
+    elif folder.exists():
+        try:
+            ck = read_checkpoint(folder, spec.title)
+        except FileNotFoundError:
+            raise FileNotFoundError(f"no {spec.title} weights in {folder} (neither manifest.json nor "
+                                    f"a training checkpoint); {spec.how_to_get_weights()}") from None
+        cfg = spec.parse_config(ck.config)
+        state = ck.weights
+        info = {"model": spec.name, "preset": cfg.preset, "config": cfg.to_dict(),
+                "source": {"checkpoint": str(ck.folder)}}
+    else:
+        what = f"no shipped {spec.title} weights" if weights is None else f"no {spec.title} weights"
+        raise FileNotFoundError(f"{what} at {folder}; {spec.how_to_get_weights()}")
+    model = spec.build(cfg)
+    result = model.load_state_dict(state, strict=False)
+    missing = [k for k in result.missing_keys if k not in spec.training_only]
+    if missing or result.unexpected_keys:
+        raise ValueError(f"{folder}: weights do not fit the config: missing {missing[:5]}, "
+                         f"unexpected {result.unexpected_keys[:5]}")
+    return model.float().to(device).eval(), info
+
+
+def export_checkpoint(spec: ModelSpec, checkpoint, out, drop: tuple[str, ...] = (),
+                      info: dict | None = None, source: dict | None = None,
+                      max_file_bytes: int | None = None) -> Path:
+    """Write shipped weights (:func:`save_sharded`) for a training checkpoint.
+
+    The weights are the checkpoint's inference model (training-only modules such as a
+    discriminator, and the optimizer state, are not exported); ``config.json`` is {"model":
+    spec.name, "preset", "config" (the full config), "source": {"checkpoint": step folder name,
+    "step", **source}, **info}.
+
+    Args:
+        spec: the model (see :class:`ModelSpec`).
+        checkpoint: a step, ``checkpoints`` or run folder (:mod:`baselines.checkpoints`).
+        out: the weights folder to write.
+        drop: state-dict entries left out (e.g. ``spec.training_only``).
+        info: more top-level ``config.json`` fields. source: more ``source`` fields.
+        max_file_bytes: shard size limit (default that of :func:`save_sharded`, 16 MiB).
+
+    Returns:
+        The output folder.
+
+    Raises:
+        FileNotFoundError: no checkpoint there. RuntimeError: the weights do not fit the
+            checkpoint's config.
+    """
+    from baselines.checkpoints import read_checkpoint
+
+    ck = read_checkpoint(checkpoint, spec.title)
+    cfg = spec.parse_config(ck.config)
+    spec.build(cfg).load_state_dict(ck.weights)                  # fails loudly on a mismatch
+    state = {k: v for k, v in ck.weights.items() if k not in drop}
+    src = {"checkpoint": ck.folder.name}
+    if ck.step is not None:
+        src["step"] = ck.step
+    src.update(source or {})
+    meta = {"model": spec.name, "preset": cfg.preset, "config": cfg.to_dict(), "source": src, **(info or {})}
+    kw = {} if max_file_bytes is None else {"max_file_bytes": max_file_bytes}
+    return save_sharded(state, out, meta, **kw)

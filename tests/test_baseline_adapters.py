@@ -7,6 +7,7 @@ temporary folder; densities come from a real RHF/STO-3G run (pyscf) rendered wit
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -90,6 +91,37 @@ def test_corrupted_config_and_missing_shard_are_reported(tmp_path):
         load_sharded(tmp_path / "nowhere")
 
 
+def test_checkpoint_layout_is_shared(tmp_path):
+    """baselines.checkpoints: one step-folder layout and weights file for every baseline;
+    training-only modules come back separately, ``keep`` prunes, the metrics log is trimmed."""
+    from baselines.checkpoints import (
+        WEIGHTS_FILE, read_checkpoint, read_training_state, resolve_checkpoint, trim_metrics,
+        write_checkpoint,
+    )
+
+    model = {"w": torch.arange(6.0).reshape(2, 3), "b": torch.ones(2)}
+    disc = {"w": torch.zeros(4)}
+    for step in (1, 2, 3):
+        ck = write_checkpoint(tmp_path, step, model, {"step": step, "rng": torch.arange(3)},
+                              {"preset": "x"}, extra={"discriminator": disc}, keep=2)
+    assert ck.name == "step_00000003" and (ck / WEIGHTS_FILE).is_file()
+    assert sorted(p.name for p in (tmp_path / "checkpoints").glob("step_*")) == ["step_00000002", "step_00000003"]
+    assert resolve_checkpoint(tmp_path) == resolve_checkpoint(tmp_path / "checkpoints") == resolve_checkpoint(ck)
+    got = read_checkpoint(tmp_path)
+    assert got.folder == ck and got.step == 3 and got.config == {"preset": "x"}
+    assert got.weights.keys() == model.keys() and all(torch.equal(got.weights[k], v) for k, v in model.items())
+    assert got.extra.keys() == {"discriminator"} and torch.equal(got.extra["discriminator"]["w"], disc["w"])
+    assert read_training_state(ck)["step"] == 3
+    with pytest.raises(ValueError, match="clashes"):
+        write_checkpoint(tmp_path, 4, {"discriminator.w": torch.ones(1)}, {}, {}, extra={"discriminator": disc})
+    with pytest.raises(FileNotFoundError, match="no Mo3ENet checkpoint"):
+        resolve_checkpoint(tmp_path / "nothing", "Mo3ENet")
+    log = tmp_path / "metrics.jsonl"
+    log.write_text("".join(json.dumps({"step": i}) + "\n" for i in (1, 2, 3, 4)))
+    trim_metrics(log, 2)
+    assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2]
+
+
 # ----------------------------------------------------------------------------- Mo3ENet
 @pytest.fixture(scope="module")
 def mo3enet_weights(tmp_path_factory):
@@ -123,7 +155,7 @@ def test_mo3enet_missing_weights_message(tmp_path):
 def test_mo3enet_no_shipped_weights_message(tmp_path, monkeypatch):
     import baselines.mo3enet.benchmark as bench
 
-    monkeypatch.setattr(bench, "SHIPPED_WEIGHTS", tmp_path / "weights")
+    monkeypatch.setattr(bench, "SPEC", dataclasses.replace(bench.SPEC, shipped=tmp_path / "weights"))
     with pytest.raises(FileNotFoundError, match=r"no shipped Mo3ENet weights .*mo3enet\.train .*mo3enet\.export"):
         bench.Mo3ENetBenchmarkModel()
 
@@ -282,7 +314,7 @@ def test_vqgan_missing_weights_message(tmp_path):
 def test_vqgan_no_shipped_weights_message(tmp_path, monkeypatch):
     import baselines.vqgan3d.benchmark as bench
 
-    monkeypatch.setattr(bench, "SHIPPED_WEIGHTS", tmp_path / "weights")
+    monkeypatch.setattr(bench, "SPEC", dataclasses.replace(bench.SPEC, shipped=tmp_path / "weights"))
     with pytest.raises(FileNotFoundError, match=r"no shipped 3DGrid-VQGAN weights .*vqgan3d\.train .*vqgan3d\.export"):
         bench.VQGAN3DBenchmarkModel()
 

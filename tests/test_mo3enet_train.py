@@ -4,10 +4,11 @@ import json
 import pytest
 import torch
 
+from baselines.mo3enet.benchmark import load_mo3enet
 from baselines.mo3enet.config import Mo3ENetConfig, small_config
 from baselines.mo3enet.data import collate_point_clouds
 from baselines.mo3enet.synthetic import rdkit_samples
-from baselines.mo3enet.train import compute_loss, learning_rate, load_model, main, train
+from baselines.mo3enet.train import compute_loss, learning_rate, main, train
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +37,7 @@ def test_overfits_tiny_set(mols, tmp_path):
     from baselines.mo3enet.model import Mo3ENet
     before = _fixed_sigma_loss(Mo3ENet(cfg.model), mols)       # same init as train() uses
     recs = train(cfg, mols, tmp_path, max_steps=100)
-    after = _fixed_sigma_loss(load_model(tmp_path), mols)
+    after = _fixed_sigma_loss(load_mo3enet(tmp_path)[0], mols)
     assert len(recs) == 100
     assert after < 0.6 * before, (before, after)
     first = sum(r["loss"] for r in recs[:10]) / 10
@@ -66,7 +67,7 @@ def test_resume_reproduces_uninterrupted_run(mols, tmp_path):
         assert [r[key] for r in first + second] == [r[key] for r in full], key
     logged = [json.loads(x)["loss"] for x in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
     assert logged == [r["loss"] for r in full]
-    a, b = load_model(tmp_path / "full"), load_model(tmp_path / "split")
+    a, b = load_mo3enet(tmp_path / "full")[0], load_mo3enet(tmp_path / "split")[0]
     for (ka, va), (kb, vb) in zip(a.state_dict().items(), b.state_dict().items()):
         assert ka == kb and torch.equal(va, vb), ka
 

@@ -2,9 +2,9 @@
 import pytest
 import torch
 
+from baselines.common import count_parameters
 from baselines.vqgan3d import (
     VQGAN3D,
-    count_parameters,
     losses,
     paper_config,
     small_config,

@@ -7,7 +7,8 @@ import torch.nn.functional as F
 from safetensors.torch import load_file
 
 from baselines.vqgan3d import VQGAN3D, small_config
-from baselines.vqgan3d.train import load_model, main, synthetic_grids, train
+from baselines.vqgan3d.benchmark import load_vqgan3d
+from baselines.vqgan3d.train import main, synthetic_grids, train
 
 QUIET = {"checkpoint_every": 10**9, "image_every": 10**9}
 
@@ -24,7 +25,7 @@ def test_overfits_two_grids_l1_falls_tenfold(tmp_path):
     with torch.no_grad():
         l1_before = F.l1_loss(VQGAN3D(cfg).eval()(x)[0], x).item()
     res = train(cfg, grids, tmp_path, 200, verbose=False)
-    model = load_model(tmp_path)
+    model, _ = load_vqgan3d(tmp_path)
     with torch.no_grad():
         l1_after = F.l1_loss(model(x)[0], x).item()
     assert l1_after < 0.1 * l1_before, (l1_before, l1_after)
@@ -48,11 +49,11 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     with (tmp_path / "b" / "metrics.jsonl").open("a") as f:
         f.write(json.dumps({"step": 99, "l1": 1.0}) + "\n")
     _run(cfg, grids, tmp_path / "b", 6, resume=tmp_path / "b")
-    wa = load_file(str(tmp_path / "a/checkpoints/step_00000006/weights.safetensors"))
-    wb = load_file(str(tmp_path / "b/checkpoints/step_00000006/weights.safetensors"))
+    wa = load_file(str(tmp_path / "a/checkpoints/step_00000006/model.safetensors"))
+    wb = load_file(str(tmp_path / "b/checkpoints/step_00000006/model.safetensors"))
     assert wa.keys() == wb.keys()
     assert any(k.startswith("discriminator.") for k in wa)
-    assert "generator.quantizer.embeddings" in wa and "generator.quantizer.cluster_size" in wa
+    assert "quantizer.embeddings" in wa and "quantizer.cluster_size" in wa
     for k in wa:
         assert torch.equal(wa[k], wb[k]), k
     sa = torch.load(tmp_path / "a/checkpoints/step_00000006/state.pt", weights_only=True)

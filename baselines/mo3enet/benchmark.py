@@ -26,22 +26,20 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from baselines.weights import has_sharded, load_sharded
+from baselines.weights import ModelSpec, build_from_weights
 
 from .config import Mo3ENetConfig
 from .data import collate_point_clouds
-from .model import Mo3ENet
+from .model import Mo3ENet, molecule_centroids
 
 SHIPPED_WEIGHTS = Path(__file__).parent / "weights"
-HOW_TO_GET_WEIGHTS = (
-    "train with `python -m baselines.mo3enet.train --preset small --release PATH --out runs/mo3enet` "
-    "and export with `python -m baselines.mo3enet.export --checkpoint runs/mo3enet "
-    f"--out {SHIPPED_WEIGHTS.relative_to(Path(__file__).parents[2])}`, or pass weights=FOLDER "
-    "(a shipped weights folder or a training checkpoint)")
+SPEC = ModelSpec(name="mo3enet", title="Mo3ENet", package="baselines.mo3enet", shipped=SHIPPED_WEIGHTS,
+                 parse_config=Mo3ENetConfig.from_dict, build=lambda cfg: Mo3ENet(cfg.model))
 
 
 def load_mo3enet(weights=None, device: str = "cpu") -> tuple[Mo3ENet, dict]:
-    """A Mo3ENet (float32, eval mode) and its weights' config dict.
+    """A Mo3ENet (float32, eval mode) and its weights' config dict
+    (:func:`baselines.weights.build_from_weights` with :data:`SPEC`).
 
     Args:
         weights: folder of shipped weights (``manifest.json``), or a training run / checkpoint
@@ -50,35 +48,10 @@ def load_mo3enet(weights=None, device: str = "cpu") -> tuple[Mo3ENet, dict]:
 
     Raises:
         FileNotFoundError: no weights there, with how to train and export them.
-        ValueError: the folder holds another model's weights (or a bad checksum, see
-            :func:`baselines.weights.load_sharded`).
+        ValueError: the folder holds another model's weights, a bad checksum (see
+            :func:`baselines.weights.load_sharded`), or tensors that do not fit the config.
     """
-    folder = Path(weights) if weights is not None else SHIPPED_WEIGHTS
-    if has_sharded(folder):
-        state, info = load_sharded(folder)
-        if info.get("model") != "mo3enet":
-            raise ValueError(f"{folder} holds weights of model {info.get('model')!r}, not 'mo3enet'")
-        cfg = Mo3ENetConfig.from_dict(info["config"])
-    elif folder.exists():
-        from safetensors.torch import load_file
-
-        from .train import load_config, resolve_checkpoint
-
-        try:
-            ck = resolve_checkpoint(folder)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no Mo3ENet weights in {folder} (neither manifest.json nor a "
-                                    f"training checkpoint); {HOW_TO_GET_WEIGHTS}") from None
-        cfg = load_config(ck)
-        state = load_file(str(ck / "model.safetensors"))
-        info = {"model": "mo3enet", "preset": cfg.preset, "config": cfg.to_dict(),
-                "source": {"checkpoint": str(ck)}}
-    else:
-        what = "no shipped Mo3ENet weights" if weights is None else "no Mo3ENet weights"
-        raise FileNotFoundError(f"{what} at {folder}; {HOW_TO_GET_WEIGHTS}")
-    model = Mo3ENet(cfg.model)
-    model.load_state_dict(state)
-    return model.float().to(device).eval(), info
+    return build_from_weights(SPEC, weights, device)
 
 
 class Mo3ENetBenchmarkModel:
@@ -103,7 +76,7 @@ class Mo3ENetBenchmarkModel:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.info = load_mo3enet(weights, self.device)
-        self.weights = str(weights) if weights is not None else str(SHIPPED_WEIGHTS)
+        self.weights = str(weights) if weights is not None else str(SPEC.shipped)
 
     def num_parameters(self) -> int:
         """Trainable parameters of the autoencoder (encoder, scalarizer and decoder)."""
@@ -160,8 +133,7 @@ class Mo3ENetBenchmarkModel:
         out = []
         for _, b in self._chunks(batch):
             n = b["num_atoms"]
-            centroid = torch.zeros(len(n), 3, device=self.device).index_add_(0, b["batch"], b["pos"].float())
-            centroid = centroid / n[:, None].float()
+            centroid = molecule_centroids(b["pos"].float(), b["batch"], len(n))
             g, _ = self.model.encode(b)
             dec = self.model.decode(g, n)
             pos = (dec["positions"].float() + centroid[:, None, :]).cpu().numpy()

@@ -9,6 +9,7 @@ import torch
 from builders.format.torch_data import collate_point_clouds as builders_collate
 
 from .config import ELEMENTS
+from .model import element_type_lut
 
 
 def collate_point_clouds(samples: Sequence[dict]) -> dict:
@@ -53,8 +54,7 @@ def types_from_atomic_numbers(z: torch.Tensor) -> torch.Tensor:
 
     Raises ValueError for any other element.
     """
-    lut = torch.full((max(ELEMENTS) + 1,), -1, dtype=torch.long, device=z.device)
-    lut[torch.tensor(ELEMENTS, device=z.device)] = torch.arange(len(ELEMENTS), device=z.device)
+    lut = element_type_lut(z.device)
     if (z < 0).any() or (z > max(ELEMENTS)).any() or (lut[z.clamp(0, max(ELEMENTS))] < 0).any():
         raise ValueError(f"atomic numbers outside {list(ELEMENTS)} in batch")
     return lut[z]

@@ -13,18 +13,15 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-from safetensors.torch import load_file
+from baselines.checkpoints import STATE_FILE, read_training_state, resolve_checkpoint
+from baselines.weights import export_checkpoint
 
-from baselines.weights import save_sharded
-
-from .benchmark import SHIPPED_WEIGHTS
-from .model import Mo3ENet
-from .train import load_config, resolve_checkpoint
+from .benchmark import SHIPPED_WEIGHTS, SPEC
 
 
 def export(checkpoint, out, max_file_bytes: int | None = None) -> Path:
-    """Write shipped weights for a training checkpoint.
+    """Write shipped weights for a training checkpoint (:func:`baselines.weights.export_checkpoint`,
+    with the training sigma of its ``state.pt`` in ``source``).
 
     Args:
         checkpoint: step / checkpoints / run folder of ``baselines.mo3enet.train``.
@@ -38,20 +35,13 @@ def export(checkpoint, out, max_file_bytes: int | None = None) -> Path:
         FileNotFoundError: no checkpoint there. RuntimeError: the weights do not fit the
             checkpoint's config.
     """
-    ck = resolve_checkpoint(checkpoint)
-    cfg = load_config(ck)
-    state = load_file(str(ck / "model.safetensors"))
-    Mo3ENet(cfg.model).load_state_dict(state)          # fails loudly on a mismatch
-    source = {"checkpoint": ck.name}
-    if (ck / "state.pt").is_file():
-        st = torch.load(ck / "state.pt", weights_only=True, map_location="cpu")
-        source["step"] = int(st["step"])
-        sigma = st.get("sigma", {})
+    ck = resolve_checkpoint(checkpoint, SPEC.title)
+    source = {}
+    if (ck / STATE_FILE).is_file():
+        sigma = read_training_state(ck).get("sigma", {})
         if isinstance(sigma, dict) and "sigma" in sigma:
             source["sigma"] = float(sigma["sigma"])
-    info = {"model": "mo3enet", "preset": cfg.preset, "config": cfg.to_dict(), "source": source}
-    kw = {} if max_file_bytes is None else {"max_file_bytes": max_file_bytes}
-    return save_sharded(state, out, info, **kw)
+    return export_checkpoint(SPEC, ck, out, source=source, max_file_bytes=max_file_bytes)
 
 
 def main(argv=None) -> int:

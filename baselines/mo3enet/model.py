@@ -18,19 +18,36 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from baselines.common import count_parameters
+
 from .config import ELEMENTS, ModelConfig
 from .layers import (EMLPBlock, EquivariantGraphConv, GaussianRBF, AugmentedSoftmaxAggregation,
                      Scalarizer, VectorLinear, cosine_envelope, segment_sum)
 
 
+def element_type_lut(device=None) -> torch.Tensor:
+    """Atomic number -> Mo3ENet type index: (max(ELEMENTS) + 1,) long, entry Z = the index of Z
+    in ``ELEMENTS`` (H, C, N, O, F -> 0..4), -1 for every other element."""
+    lut = torch.full((max(ELEMENTS) + 1,), -1, dtype=torch.long, device=device)
+    lut[torch.tensor(ELEMENTS, device=device)] = torch.arange(len(ELEMENTS), device=device)
+    return lut
+
+
+def molecule_centroids(pos: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
+    """Each molecule's centroid (unweighted mean of atom positions).
+
+    pos: (sum N, 3) A; batch: (sum N,) molecule index -> (num_graphs, 3) A.
+    """
+    count = segment_sum(torch.ones_like(pos[:, :1]), batch, num_graphs)
+    return segment_sum(pos, batch, num_graphs) / count
+
+
 def center_positions(pos: torch.Tensor, batch: torch.Tensor, num_graphs: int) -> torch.Tensor:
-    """Subtract each molecule's centroid (unweighted mean of atom positions).
+    """Subtract each molecule's centroid (:func:`molecule_centroids`).
 
     pos: (sum N, 3) A; batch: (sum N,) -> (sum N, 3) A.
     """
-    count = segment_sum(torch.ones_like(pos[:, :1]), batch, num_graphs)
-    centroid = segment_sum(pos, batch, num_graphs) / count
-    return pos - centroid[batch]
+    return pos - molecule_centroids(pos, batch, num_graphs)[batch]
 
 
 def radius_graph(pos: torch.Tensor, batch: torch.Tensor, cutoff: float):
@@ -78,10 +95,7 @@ class Mo3ENetEncoder(nn.Module):
     def __init__(self, cfg: ModelConfig):
         super().__init__()
         self.cfg = cfg
-        lut = torch.full((max(ELEMENTS) + 1,), -1, dtype=torch.long)
-        for i, z in enumerate(ELEMENTS):
-            lut[z] = i
-        self.register_buffer("type_lut", lut, persistent=False)
+        self.register_buffer("type_lut", element_type_lut(), persistent=False)
         self.type_embedding = nn.Embedding(cfg.num_types, cfg.type_embedding_dim)
         self.embed_s = nn.Linear(cfg.type_embedding_dim + 1, cfg.node_dim)
         self.embed_v = VectorLinear(1, cfg.vector_dim)
@@ -202,8 +216,8 @@ class Mo3ENet(nn.Module):
             raise ValueError(f"unknown decoder {cfg.decoder!r}: use 'gnn' or 'mlp'")
 
     def num_parameters(self) -> int:
-        """Number of trainable parameters."""
-        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+        """Number of trainable parameters (:func:`baselines.common.count_parameters`)."""
+        return count_parameters(self)
 
     def scalarize(self, vector_embedding: torch.Tensor) -> torch.Tensor:
         """Invariant scalar embedding of a vector embedding: (B, 64, 3) -> (B, scalar_embedding_dim)."""

@@ -13,10 +13,11 @@ ramp ``lr_start`` (1e-4) -> ``lr_peak`` (1e-3) over ``lr_warmup_steps`` (paper p
 200), then geometric decay to ``lr_end`` (1e-6) over ``lr_decay_steps`` (paper 200k, small 20k),
 then constant. Gradient norm clipped at 1. bfloat16 autocast on CUDA (loss in float32).
 
-Outputs in ``out_dir``: ``checkpoints/step_NNNNNNNN/`` (``model.safetensors`` weights,
-``state.pt`` optimizer / step / sigma / RNG / data position as plain tensors and dicts,
-``config.json``), ``checkpoints/latest`` (name of the newest), ``metrics.jsonl`` (one record per
-step) and ``training_curves.png`` (loss and sigma). Resuming from a checkpoint continues with
+Outputs in ``out_dir`` (the layout of :mod:`baselines.checkpoints`):
+``checkpoints/step_NNNNNNNN/`` (``model.safetensors`` weights, ``state.pt`` optimizer / step /
+sigma / RNG / data position as plain tensors and dicts, ``config.json``), ``checkpoints/latest``
+(name of the newest), ``metrics.jsonl`` (one record per ``log_every`` steps) and
+``training_curves.png`` (loss and sigma). Resuming from a checkpoint continues with
 the same loss sequence as an uninterrupted run (deterministic on CPU).
 """
 from __future__ import annotations
@@ -24,17 +25,24 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import sys
 import time
 from pathlib import Path
 from typing import Iterable
 
 import torch
-from safetensors.torch import load_file, save_file
 
-from baselines.checkpoints import CHECKPOINT_DIR
-from baselines.checkpoints import resolve_checkpoint as _resolve_checkpoint
+from baselines.checkpoints import (
+    CHECKPOINT_DIR,
+    LATEST_FILE,
+    METRICS_FILE,
+    checkpoint_config,
+    read_checkpoint,
+    read_metrics,
+    read_training_state,
+    trim_metrics,
+    write_checkpoint,
+)
 
 from .config import Mo3ENetConfig, get_config
 from .data import collate_point_clouds, types_from_atomic_numbers
@@ -119,15 +127,9 @@ def compute_loss(model: Mo3ENet, batch: dict, sigma: float, cfg: Mo3ENetConfig,
 def save_checkpoint(out_dir: Path, model, optimizer, sigma: SigmaSchedule, step: int,
                     stream: SampleStream, noise_generator: torch.Generator,
                     cfg: Mo3ENetConfig, keep: int = 2) -> Path:
-    """Write ``checkpoints/step_{step:08d}`` atomically (temp dir + rename) and update ``latest``."""
-    root = Path(out_dir) / CHECKPOINT_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:08d}"
-    tmp = root / f".tmp_step_{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    save_file({k: v.detach().contiguous().cpu() for k, v in model.state_dict().items()},
-              str(tmp / "model.safetensors"))
+    """Write ``checkpoints/step_{step:08d}`` with :func:`baselines.checkpoints.write_checkpoint`
+    (``state.pt``: optimizer, sigma schedule, data position, RNG states), keeping the newest
+    ``keep`` step folders. Returns the step folder."""
     state = {
         "step": step,
         "optimizer": optimizer.state_dict(),
@@ -138,45 +140,10 @@ def save_checkpoint(out_dir: Path, model, optimizer, sigma: SigmaSchedule, step:
     }
     if torch.cuda.is_available():
         state["cuda_rng"] = torch.cuda.get_rng_state_all()
-    torch.save(state, tmp / "state.pt")
-    (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    latest_tmp = root / ".latest.tmp"
-    latest_tmp.write_text(final.name)
-    os.replace(latest_tmp, root / "latest")
-    old = sorted(p for p in root.glob("step_*") if p.is_dir())
-    for p in old[:-keep]:
-        shutil.rmtree(p, ignore_errors=True)
-    return final
-
-
-def resolve_checkpoint(path) -> Path:
-    """Accept a checkpoint dir, a ``checkpoints`` dir or a training out dir; return the step dir."""
-    return _resolve_checkpoint(path, "model.safetensors", "Mo3ENet")
-
-
-def load_config(checkpoint) -> Mo3ENetConfig:
-    """The config stored with a checkpoint."""
-    ck = resolve_checkpoint(checkpoint)
-    return Mo3ENetConfig.from_dict(json.loads((ck / "config.json").read_text()))
-
-
-def load_model(checkpoint, device="cpu") -> Mo3ENet:
-    """Build a Mo3ENet from a checkpoint's config and safetensors weights (eval mode)."""
-    ck = resolve_checkpoint(checkpoint)
-    model = Mo3ENet(load_config(ck).model)
-    model.load_state_dict(load_file(str(ck / "model.safetensors")))
-    return model.to(device).eval()
+    return write_checkpoint(out_dir, step, model.state_dict(), state, cfg.to_dict(), keep=keep)
 
 
 # ----------------------------------------------------------------------------- curves
-def _read_metrics(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-
-
 def plot_curves(metrics: list[dict], path: Path) -> None:
     """PNG with total / reconstruction loss (log scale) and sigma versus step."""
     import matplotlib
@@ -214,7 +181,7 @@ def train(config: Mo3ENetConfig, sample_iterable: Iterable[dict], out_dir, max_s
             (N, 3) A); iterated again for each epoch.
         out_dir: folder for checkpoints, metrics.jsonl and training_curves.png.
         max_steps: total number of optimizer steps (including those before a resume).
-        resume: checkpoint path (see :func:`resolve_checkpoint`) or None.
+        resume: checkpoint path (see :func:`baselines.checkpoints.resolve_checkpoint`) or None.
         device: "cpu" or "cuda".
         max_minutes: optional wall-clock budget for this call.
 
@@ -230,11 +197,11 @@ def train(config: Mo3ENetConfig, sample_iterable: Iterable[dict], out_dir, max_s
     sigma = SigmaSchedule(config.loss)
     noise_gen = torch.Generator().manual_seed(tc.seed + 1)
     step, position = 0, None
-    metrics_path = out_dir / "metrics.jsonl"
+    metrics_path = out_dir / METRICS_FILE
     if resume is not None:
-        ck = resolve_checkpoint(resume)
-        model.load_state_dict(load_file(str(ck / "model.safetensors"), device=str(device)))
-        state = torch.load(ck / "state.pt", weights_only=True, map_location=device)
+        ck = read_checkpoint(resume, "Mo3ENet", device=str(device))
+        model.load_state_dict(ck.weights)
+        state = read_training_state(ck.folder, map_location=device)
         optimizer.load_state_dict(state["optimizer"])
         sigma.load_state_dict(state["sigma"])
         noise_gen.set_state(state["noise_rng"].cpu())
@@ -242,8 +209,7 @@ def train(config: Mo3ENetConfig, sample_iterable: Iterable[dict], out_dir, max_s
         if "cuda_rng" in state and torch.cuda.is_available():
             torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
         step, position = int(state["step"]), state["data_position"]
-        kept = [m for m in _read_metrics(metrics_path) if m["step"] <= step]
-        metrics_path.write_text("".join(json.dumps(m) + "\n" for m in kept))
+        trim_metrics(metrics_path, step)
     elif metrics_path.exists():
         metrics_path.unlink()
     stream = SampleStream(sample_iterable, tc.batch_size, position)
@@ -289,13 +255,13 @@ def train(config: Mo3ENetConfig, sample_iterable: Iterable[dict], out_dir, max_s
             if step % tc.checkpoint_every == 0:
                 log.flush()
                 save_checkpoint(out_dir, model, optimizer, sigma, step, stream, noise_gen, config)
-                plot_curves(_read_metrics(metrics_path), out_dir / "training_curves.png")
+                plot_curves(read_metrics(metrics_path), out_dir / "training_curves.png")
                 last_ckpt = step
     if bar is not None:
         bar.close()
-    if step != last_ckpt or not (out_dir / CHECKPOINT_DIR / "latest").exists():
+    if step != last_ckpt or not (out_dir / CHECKPOINT_DIR / LATEST_FILE).exists():
         save_checkpoint(out_dir, model, optimizer, sigma, step, stream, noise_gen, config)
-    plot_curves(_read_metrics(metrics_path), out_dir / "training_curves.png")
+    plot_curves(read_metrics(metrics_path), out_dir / "training_curves.png")
     return records
 
 
@@ -334,7 +300,7 @@ def main(argv=None) -> int:
         print("error: --device cuda requested but CUDA is not available", file=sys.stderr)
         return 2
     if args.resume:
-        cfg = load_config(args.resume)
+        cfg = Mo3ENetConfig.from_dict(checkpoint_config(args.resume, "Mo3ENet"))
         if cfg.preset != args.preset:
             print(f"note: resuming a '{cfg.preset}' checkpoint; --preset {args.preset} ignored",
                   file=sys.stderr)

@@ -5,12 +5,11 @@ forward, embed), :class:`VQGAN3DConfig` with presets ``paper`` / ``small`` (:fun
 and training in :mod:`baselines.vqgan3d.train` (imported on demand).
 """
 from .config import VQGAN3DConfig, get_config, paper_config, small_config
-from .model import VQGAN3D, count_parameters
+from .model import VQGAN3D
 
 __all__ = [
            "VQGAN3D",
            "VQGAN3DConfig",
-           "count_parameters",
            "get_config",
            "paper_config",
            "small_config",

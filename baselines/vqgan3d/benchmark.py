@@ -34,24 +34,23 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from baselines.weights import has_sharded, load_sharded
+from baselines.weights import ModelSpec, build_from_weights
 
 from .config import VQGAN3DConfig
 from .model import VQGAN3D
 
-SHIPPED_WEIGHTS = Path(__file__).parent / "weights"
-HOW_TO_GET_WEIGHTS = (
-    "train with `python -m baselines.vqgan3d.train --preset small --release PATH --out runs/vqgan3d` "
-    "and export with `python -m baselines.vqgan3d.export --checkpoint runs/vqgan3d "
-    f"--out {SHIPPED_WEIGHTS.relative_to(Path(__file__).parents[2])}`, or pass weights=FOLDER "
-    "(a shipped weights folder or a training checkpoint)")
 #: EMA bookkeeping of the codebook, used only while training; shipped weights may omit it.
 TRAINING_ONLY_BUFFERS = ("quantizer.cluster_size", "quantizer.embed_sum", "quantizer.unused_steps")
+SHIPPED_WEIGHTS = Path(__file__).parent / "weights"
+SPEC = ModelSpec(name="vqgan3d", title="3DGrid-VQGAN", package="baselines.vqgan3d",
+                 shipped=SHIPPED_WEIGHTS, parse_config=VQGAN3DConfig.from_dict, build=VQGAN3D,
+                 training_only=TRAINING_ONLY_BUFFERS)
 TRANSFORMS = ("log1p", "none")
 
 
 def load_vqgan3d(weights=None, device: str = "cpu") -> tuple[VQGAN3D, dict]:
-    """A VQGAN3D generator (float32, eval mode) and its weights' config dict.
+    """A VQGAN3D generator (float32, eval mode) and its weights' config dict
+    (:func:`baselines.weights.build_from_weights` with :data:`SPEC`).
 
     Args:
         weights: folder of shipped weights (``manifest.json``), or a training run / checkpoint
@@ -63,33 +62,7 @@ def load_vqgan3d(weights=None, device: str = "cpu") -> tuple[VQGAN3D, dict]:
         ValueError: the folder holds another model's weights, a bad checksum, or tensors that
             do not fit the config.
     """
-    folder = Path(weights) if weights is not None else SHIPPED_WEIGHTS
-    if has_sharded(folder):
-        state, info = load_sharded(folder)
-        if info.get("model") != "vqgan3d":
-            raise ValueError(f"{folder} holds weights of model {info.get('model')!r}, not 'vqgan3d'")
-        cfg = VQGAN3DConfig.from_dict(info["config"])
-        model = VQGAN3D(cfg)
-        result = model.load_state_dict(state, strict=False)
-        missing = [k for k in result.missing_keys if k not in TRAINING_ONLY_BUFFERS]
-        if missing or result.unexpected_keys:
-            raise ValueError(f"{folder}: weights do not fit the config: missing {missing[:5]}, "
-                             f"unexpected {result.unexpected_keys[:5]}")
-    elif folder.exists():
-        from .train import load_model, resolve_checkpoint
-
-        try:
-            ck = resolve_checkpoint(folder)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"no 3DGrid-VQGAN weights in {folder} (neither manifest.json nor "
-                                    f"a training checkpoint); {HOW_TO_GET_WEIGHTS}") from None
-        model = load_model(ck)
-        info = {"model": "vqgan3d", "preset": model.cfg.preset, "config": model.cfg.to_dict(),
-                "source": {"checkpoint": str(ck)}}
-    else:
-        what = "no shipped 3DGrid-VQGAN weights" if weights is None else "no 3DGrid-VQGAN weights"
-        raise FileNotFoundError(f"{what} at {folder}; {HOW_TO_GET_WEIGHTS}")
-    return model.float().to(device).eval(), info
+    return build_from_weights(SPEC, weights, device)
 
 
 def _parse_shape(shape, default: int) -> tuple[int, int, int]:
@@ -143,7 +116,7 @@ class VQGAN3DBenchmarkModel:
         self.batch_size = int(batch_size)
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        self.weights = str(weights) if weights is not None else str(SHIPPED_WEIGHTS)
+        self.weights = str(weights) if weights is not None else str(SPEC.shipped)
 
     def num_parameters(self) -> int:
         """Generator parameters (encoder, decoder) plus the codebook values (K x C, learned by

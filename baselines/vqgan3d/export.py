@@ -13,22 +13,16 @@ counters), which inference never reads (for ``paper`` the embedding sums alone a
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 
-from safetensors import safe_open
+from baselines.weights import export_checkpoint
 
-from baselines.weights import save_sharded
-
-from .benchmark import SHIPPED_WEIGHTS, TRAINING_ONLY_BUFFERS
-from .config import VQGAN3DConfig
-from .model import VQGAN3D
-from .train import resolve_checkpoint
+from .benchmark import SHIPPED_WEIGHTS, SPEC, TRAINING_ONLY_BUFFERS
 
 
 def export(checkpoint, out, keep_ema_state: bool = False, max_file_bytes: int | None = None) -> Path:
-    """Write shipped weights for a training checkpoint.
+    """Write shipped weights for a training checkpoint (:func:`baselines.weights.export_checkpoint`).
 
     Args:
         checkpoint: step / checkpoints / run folder of ``baselines.vqgan3d.train``.
@@ -43,22 +37,8 @@ def export(checkpoint, out, keep_ema_state: bool = False, max_file_bytes: int | 
         FileNotFoundError: no checkpoint there. RuntimeError: the weights do not fit the
             checkpoint's config.
     """
-    ck = resolve_checkpoint(checkpoint)
-    cfg = VQGAN3DConfig.from_dict(json.loads((ck / "config.json").read_text()))
-    with safe_open(str(ck / "weights.safetensors"), framework="pt") as f:
-        meta = f.metadata() or {}
-        names = [k for k in f.keys() if k.startswith("generator.")]  # noqa: SIM118 (safe_open is not a dict)
-        state = {k[len("generator."):]: f.get_tensor(k) for k in names}
-    VQGAN3D(cfg).load_state_dict(state)                     # fails loudly on a mismatch
-    if not keep_ema_state:
-        state = {k: v for k, v in state.items() if k not in TRAINING_ONLY_BUFFERS}
-    source = {"checkpoint": ck.name}
-    if "step" in meta:
-        source["step"] = int(meta["step"])
-    info = {"model": "vqgan3d", "preset": cfg.preset, "config": cfg.to_dict(), "source": source,
-            "ema_state": bool(keep_ema_state)}
-    kw = {} if max_file_bytes is None else {"max_file_bytes": max_file_bytes}
-    return save_sharded(state, out, info, **kw)
+    return export_checkpoint(SPEC, checkpoint, out, drop=() if keep_ema_state else TRAINING_ONLY_BUFFERS,
+                             info={"ema_state": bool(keep_ema_state)}, max_file_bytes=max_file_bytes)
 
 
 def main(argv=None) -> int:

@@ -94,26 +94,16 @@ def load_vgg_perceptual(path: str | None = None) -> VGGPerceptual | None:
     """VGG16 perceptual loss from a local weights file, or None (with a one-time message).
 
     Args:
-        path: torchvision VGG16 state dict (.pth/.pt via torch.load(weights_only=True), or
-            .safetensors); either the full model ("features.N.weight", "classifier...") or
-            the feature extractor only ("N.weight"). Default: env DENSEGEN_VGG16_WEIGHTS.
-            Nothing is ever downloaded.
+        path: torchvision VGG16 state dict, read by the project's one VGG16 loader
+            :func:`benchmarks.metrics.lpips.load_vgg16_features` (.pth/.pt or .safetensors;
+            the full model or the feature extractor only). Default: env
+            DENSEGEN_VGG16_WEIGHTS. Nothing is ever downloaded.
     """
     path = path or os.environ.get(VGG_ENV)
     if not path or not os.path.isfile(path):
         _warn_once(f"perceptual (LPIPS) loss OFF: no VGG16 weights file "
                    f"(set {VGG_ENV} to a local torchvision vgg16 state dict; got {path!r})")
         return None
-    if path.endswith(".safetensors"):
-        from safetensors.torch import load_file
-        sd = load_file(path)
-    else:
-        sd = torch.load(path, map_location="cpu", weights_only=True)
-    feats = {k[len("features."):]: v for k, v in sd.items() if k.startswith("features.")}
-    if not feats:
-        feats = sd
-    from torchvision.models import vgg
+    from benchmarks.metrics.lpips import load_vgg16_features  # imports torchvision
 
-    features = vgg.make_layers(vgg.cfgs["D"], batch_norm=False)  # = vgg16(weights=None).features
-    features.load_state_dict(feats, strict=True)
-    return VGGPerceptual(features)
+    return VGGPerceptual(load_vgg16_features(path))

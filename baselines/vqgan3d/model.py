@@ -205,8 +205,3 @@ class VQGAN3D(nn.Module):
             zc = z.permute(0, 2, 3, 4, 1)  # (B, X', Y', Z', C): X' plays the channel role
             return F.adaptive_avg_pool3d(zc, (2, 2, max(1, z.shape[1] // 16))).flatten(1)
         raise ValueError(f"pooling must be 'blocks' or 'seed', got {pooling!r}")
-
-
-def count_parameters(module: nn.Module) -> int:
-    """Number of trainable parameters (the EMA codebook is a buffer and not counted)."""
-    return sum(p.numel() for p in module.parameters() if p.requires_grad)

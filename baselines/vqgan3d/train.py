@@ -16,8 +16,9 @@ discriminator's gradients are all-reduced by hand, item i of the data goes to ra
 
 Outputs under ``out_dir``: ``metrics.jsonl`` (one line per log interval: mean losses,
 codebook perplexity, batch usage fraction, active fraction), ``checkpoints/step_NNNNNNNN/``
-(``weights.safetensors`` = generator incl. codebook buffers + discriminator; ``state.pt`` =
-optimizers, step, RNG states, data position; ``config.json``), ``checkpoints/latest``,
+(``model.safetensors`` = generator incl. codebook buffers + the discriminator's tensors under
+``discriminator.``; ``state.pt`` = optimizers, step, RNG states, log sums; ``config.json``; the
+layout of :mod:`baselines.checkpoints`), ``checkpoints/latest``,
 ``loss_curves.png``, ``slices.png`` (original vs reconstruction, central slices).
 Resuming restores everything, so a resumed run equals an uninterrupted one when the data
 iterable yields the same sequence again.
@@ -31,7 +32,6 @@ import json
 import math
 import os
 import random
-import shutil
 import statistics
 import sys
 import time
@@ -42,8 +42,15 @@ import torch
 import torch.distributed as dist
 import torch.nn.functional as F
 
-from baselines.checkpoints import CHECKPOINT_DIR
-from baselines.checkpoints import resolve_checkpoint as _resolve_checkpoint
+from baselines.checkpoints import (
+    METRICS_FILE,
+    read_checkpoint,
+    read_metrics,
+    read_training_state,
+    trim_metrics,
+    write_checkpoint,
+)
+from baselines.common import count_parameters
 
 from .config import VQGAN3DConfig, get_config
 from .discriminator import build_discriminator, random_slices
@@ -53,7 +60,7 @@ from .losses import (
     hinge_g_loss,
     load_vgg_perceptual,
 )
-from .model import VQGAN3D, count_parameters
+from .model import VQGAN3D
 
 METRIC_KEYS = ("loss_g", "l1", "commitment", "perceptual", "g_gan", "feat", "d_loss",
                "perplexity", "usage", "active", "restarted")
@@ -166,51 +173,23 @@ def _set_rng_state(st: dict, slice_gen: torch.Generator) -> None:
 
 def save_checkpoint(out_dir: Path, step: int, model, disc, opt_g, opt_d, slice_gen,
                     acc: dict, cfg: VQGAN3DConfig) -> Path:
-    """Write checkpoints/step_NNNNNNNN atomically (temp dir + rename); returns its path."""
-    from safetensors.torch import save_file
+    """Write ``checkpoints/step_NNNNNNNN`` with :func:`baselines.checkpoints.write_checkpoint`.
 
-    root = out_dir / CHECKPOINT_DIR
-    root.mkdir(parents=True, exist_ok=True)
-    final = root / f"step_{step:08d}"
-    tmp = root / f".tmp_step_{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    tensors = {f"generator.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tensors.update({f"discriminator.{k}": v.detach().cpu().contiguous()
-                    for k, v in disc.state_dict().items()})
-    save_file(tensors, str(tmp / "weights.safetensors"), metadata={"step": str(step)})
-    torch.save({"step": step, "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-                "rng": _rng_state(slice_gen), "acc": acc}, tmp / "state.pt")
-    (tmp / "config.json").write_text(json.dumps(cfg.to_dict(), indent=1))
-    shutil.rmtree(final, ignore_errors=True)
-    os.replace(tmp, final)
-    (root / "latest.tmp").write_text(final.name)
-    os.replace(root / "latest.tmp", root / "latest")
-    return final
+    Args:
+        out_dir: the run folder.
+        step: optimizer steps taken.
+        model, disc: the generator (VQGAN3D, weights incl. codebook buffers) and the
+            discriminator (stored as the training-only module ``discriminator``).
+        opt_g, opt_d: their optimizers. slice_gen: the slice-sampling torch.Generator.
+        acc: the running sums of the current log interval. cfg: the run's config.
 
-
-def resolve_checkpoint(path) -> Path:
-    """A checkpoint dir, or a run dir / checkpoints dir whose ``latest`` names one."""
-    return _resolve_checkpoint(path, "weights.safetensors", "3DGrid-VQGAN")
-
-
-def load_weights(model: VQGAN3D, ckpt, disc=None) -> None:
-    """Load generator (and optionally discriminator) weights from a checkpoint dir/run dir."""
-    from safetensors.torch import load_file
-
-    sd = load_file(str(resolve_checkpoint(ckpt) / "weights.safetensors"))
-    model.load_state_dict({k[10:]: v for k, v in sd.items() if k.startswith("generator.")})
-    if disc is not None:
-        disc.load_state_dict({k[14:]: v for k, v in sd.items() if k.startswith("discriminator.")})
-
-
-def load_model(ckpt, device: str = "cpu") -> VQGAN3D:
-    """A trained VQGAN3D (eval mode) from a checkpoint dir or run dir."""
-    d = resolve_checkpoint(ckpt)
-    cfg = VQGAN3DConfig.from_dict(json.loads((d / "config.json").read_text()))
-    model = VQGAN3D(cfg)
-    load_weights(model, d)
-    return model.to(device).eval()
+    Returns:
+        The step folder.
+    """
+    state = {"step": step, "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
+             "rng": _rng_state(slice_gen), "acc": acc}
+    return write_checkpoint(out_dir, step, model.state_dict(), state, cfg.to_dict(),
+                            extra={"discriminator": disc.state_dict()})
 
 
 # --------------------------------------------------------------------------- figures
@@ -220,7 +199,7 @@ def plot_losses(metrics_path: Path, png: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in metrics_path.read_text().splitlines() if line.strip()]
+    rows = read_metrics(metrics_path)
     if not rows:
         return
     steps = [r["step"] for r in rows]
@@ -346,21 +325,20 @@ def train(config: VQGAN3DConfig, grid_iterable: Iterable, out_dir, max_steps: in
     slice_gen = torch.Generator().manual_seed(config.seed + 1 + rank)
     step = 0
     acc = {"n": 0, **{k: 0.0 for k in METRIC_KEYS}}
-    metrics_path = out_dir / "metrics.jsonl"
+    metrics_path = out_dir / METRICS_FILE
     if resume is None and rank == 0 and not time_steps:
         metrics_path.unlink(missing_ok=True)  # a fresh run starts a fresh log
     if resume is not None:
-        ck = resolve_checkpoint(resume)
-        load_weights(gen, ck, disc)
-        st = torch.load(ck / "state.pt", map_location="cpu", weights_only=True)
+        ck = read_checkpoint(resume, "3DGrid-VQGAN")
+        gen.load_state_dict(ck.weights)
+        disc.load_state_dict(ck.extra["discriminator"])
+        st = read_training_state(ck.folder)
         opt_g.load_state_dict(st["opt_g"])
         opt_d.load_state_dict(st["opt_d"])
         _set_rng_state(st["rng"], slice_gen)
         step, acc = int(st["step"]), dict(st["acc"])
-        if rank == 0 and metrics_path.exists():  # drop log lines written after the checkpoint
-            keep = [ln for ln in metrics_path.read_text().splitlines()
-                    if ln.strip() and json.loads(ln)["step"] <= step]
-            metrics_path.write_text("".join(ln + "\n" for ln in keep))
+        if rank == 0:  # drop log lines written after the checkpoint
+            trim_metrics(metrics_path, step)
     model = gen
     if world > 1:
         import inspect

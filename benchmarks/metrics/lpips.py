@@ -59,10 +59,22 @@ class LPIPSResult:
     variant: str = VARIANT
 
 
-@functools.lru_cache(maxsize=2)
 def load_vgg16_features(path: str) -> torch.nn.Sequential:
-    """torchvision VGG16 convolutional trunk (``features``) with weights from a local file
-    (loaded once per path and process: LPIPS is computed chunk by chunk)."""
+    """torchvision VGG16 convolutional trunk (``vgg16().features``, 31 layers) with weights from
+    a local file, in eval mode with ``requires_grad`` off. The one VGG16 loader of the project
+    (LPIPS here, the 3DGrid-VQGAN perceptual loss in ``baselines.vqgan3d.losses``).
+
+    Args:
+        path: a torchvision ``vgg16`` state dict (keys ``features.N.*``; the classifier is
+            ignored) or a features-only one (keys ``N.*``), as ``.safetensors`` or a torch file
+            (loaded with ``weights_only=True``). Nothing is downloaded.
+
+    Returns:
+        A new module on the CPU each call (see :func:`_cached_vgg16_features`).
+
+    Raises:
+        RuntimeError: the file's tensors do not fit VGG16 (strict ``load_state_dict``).
+    """
     if path.endswith(".safetensors"):
         from safetensors.torch import load_file
         state = load_file(path)
@@ -73,6 +85,11 @@ def load_vgg16_features(path: str) -> torch.nn.Sequential:
     trunk = torchvision.models.vgg.make_layers(torchvision.models.vgg.cfgs["D"])
     trunk.load_state_dict(state, strict=True)
     return trunk.eval().requires_grad_(False)
+
+
+# LPIPS is computed chunk by chunk: load the trunk once per path and process. The cached
+# module is private to this file, so no caller moves it to another device.
+_cached_vgg16_features = functools.lru_cache(maxsize=2)(load_vgg16_features)
 
 
 def _slices(p: torch.Tensor, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -124,7 +141,7 @@ def lpips_slices(real, fake, vgg16_weights_path: str | None = None,
     if not path or not os.path.isfile(path):
         return LPIPSResult(None, True, SKIP_MESSAGE)
     fk, rl = as_pair(apply_transform(fake, transform), apply_transform(real, transform))
-    trunk = load_vgg16_features(path)
+    trunk = _cached_vgg16_features(path)
     x, y = _slices(fk, rl)
     with torch.no_grad():
         d = sum(((_unit(a) - _unit(b)) ** 2).sum(1).mean((1, 2))
