@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from benchmarks.task_pointcloud import TYPE_INDEX  # type_probs columns of the reconstruction task
+from benchmarks.metrics.pointcloud import TYPE_INDEX  # type_probs columns of the reconstruction task
 from builders.density.schema import BOHR_PER_ANGSTROM
 
 ATOMIC_MASS = {1: 1.008, 6: 12.011, 7: 14.007, 8: 15.999, 9: 18.998, 15: 30.974, 16: 32.06, 17: 35.45,

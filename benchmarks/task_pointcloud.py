@@ -6,12 +6,11 @@ from __future__ import annotations
 import numpy as np
 from tqdm import tqdm
 
-from .metrics.pointcloud import match_molecule, summarize
+from .metrics.pointcloud import TYPE_INDEX, match_molecule, summarize
 from .qm9 import load_qm9, molecule
 from .task import Metric, Task, finite_or_none
 from .task_qm9 import SPLIT_SHA256, split_rows
 
-TYPE_INDEX = {1: 0, 6: 1, 7: 2, 8: 3, 9: 4}
 QUICK_SIZE = 500
 METRICS = ("penalized_mean_deviation", "atomwise_mean_deviation", "molwise_mean_deviation", "atomwise_matched_fraction",
            "molwise_matched_fraction", "paper_atomwise_mean_deviation", "paper_molwise_mean_deviation")

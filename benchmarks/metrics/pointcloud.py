@@ -70,6 +70,8 @@ from dataclasses import dataclass
 import numpy as np
 
 TYPES = ("H", "C", "N", "O", "F")
+#: atomic number -> column of ``type_probs`` (the order of :data:`TYPES`)
+TYPE_INDEX = {1: 0, 6: 1, 7: 2, 8: 3, 9: 4}
 CUTOFF = 0.5
 WEIGHT_TOLERANCE = 0.25
 TYPE_SCALE = 2.0
