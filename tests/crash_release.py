@@ -20,3 +20,14 @@ class CrashingConformers(RandomConformers):
         if item.text == "CRASH_EXIT":
             os._exit(7)
         return super().process(item, params, seed)
+
+
+class MisdeclaredConformers(RandomConformers):
+    """Builds random-conformers but stores ``positions`` as float64 for the input ``CC``,
+    against the release's field table (float32): the build must stop naming the sample."""
+
+    def process(self, item, params, seed):
+        sample = super().process(item, params, seed)
+        if item.text == "CC":
+            sample["positions"] = sample["positions"].astype("float64")
+        return sample

@@ -65,3 +65,37 @@ def test_a_release_built_without_options_records_the_dataclass_defaults(release,
     for field in dataclasses.fields(declared):
         default = field.default if field.default is not dataclasses.MISSING else field.default_factory()
         assert record[field.name] == default, field.name
+
+
+def test_a_sample_that_does_not_match_its_field_table_stops_the_build_naming_it(tmp_path):
+    from builders.format.build import SampleSchemaError, build_release
+    from tests.crash_release import MisdeclaredConformers
+
+    smiles = tmp_path / "in.smi"
+    smiles.write_text("C\nCO\nCC\nCCO\n")
+    spec = MisdeclaredConformers()
+    with pytest.raises(SampleSchemaError, match=r"positions' has dtype float64, declared float32"):
+        build_release(spec, tmp_path, {"input": str(smiles)}, workers=1, progress=False, unit_size=1)
+    assert (tmp_path / "densegen" / "random-conformers").exists()  # finished work units are kept for a resume
+
+
+def test_sample_problems_names_missing_undeclared_and_misshapen_fields():
+    import numpy as np
+
+    from builders.format.fields import Field, sample_problems
+
+    table = [Field("positions", "float32", (None, 3), "Angstrom"), Field("grid_axes", "float64", (3, 3), "Bohr"),
+             Field("n", "int64", (), meta=True), Field("tag", "string", (), meta=True),
+             Field("ratio", "float64", (), meta=True, nullable=True), Field("extra", "float64", (), meta=True,
+                                                                           optional=True)]
+    good = {"positions": np.zeros((4, 3), np.float32), "grid_axes": np.eye(3), "meta": {"n": 3, "tag": "x",
+                                                                                          "ratio": None}}
+    assert sample_problems(table, good) == []
+    bad = {"positions": np.zeros((4, 2), np.float32), "grid_axes": np.eye(3), "stray": np.zeros(2),
+           "meta": {"n": 2.5, "ratio": 1.0}}
+    assert sample_problems(table, bad) == [
+        "array 'stray' is not in the release's field table",
+        "array 'positions' has shape (4, 2), declared (n, 3)",
+        "meta 'n' is 2.5, declared int64",
+        "meta 'tag' is missing",
+    ]

@@ -88,6 +88,7 @@ def main(argv=None) -> int:
 
     from builders.format.failures import MoleculeFailure
     from builders.format.registry import get_release
+    from builders.format.spec import Built
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--work", type=Path, required=True, help="scratch folder for per-molecule results (resumable)")
@@ -109,7 +110,7 @@ def main(argv=None) -> int:
         else:
             t = time.perf_counter()
             try:
-                fields = spec.process(item, params, BUILD_SEED)
+                fields = Built.of(spec.process(item, params, BUILD_SEED)).samples
                 result = {"ok": True, "record": record_of(item, fields), "seconds": time.perf_counter() - t}
             except MoleculeFailure as fail:
                 result = {"ok": False, "key": item.key, "smiles": item.text, "stage": fail.stage,

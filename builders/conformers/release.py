@@ -10,11 +10,33 @@ from rdkit import Chem
 
 from builders.conformers.random_conformer import ConformerParams, build_fragment, min_distance, perturb, relax, spin_rotatable_bonds
 from builders.format.failures import MoleculeFailure
+from builders.format.fields import Field
 from builders.format.identity import inchikey_of
 from builders.format.params import add_arguments, from_args, option, resolve
 from builders.format.spec import Input, ReleaseSpec
 from builders.format.splits import assign_split
 from builders.sources import qm9_inputs, smiles_file_inputs, stable_int, zinc_inputs
+
+
+#: the fields of a random-conformers sample (the one place they are declared)
+FIELDS = (
+    Field("atomic_numbers", "uint8", (None,), "", "Z of each atom, hydrogens explicit"),
+    Field("positions", "float32", (None, 3), "Angstrom",
+          "training input: the conformer with Gaussian noise (and, in train, a global rescale)"),
+    Field("undistorted_positions", "float32", (None, 3), "Angstrom",
+          "the same conformer before noise and rescale (what p1-crystals builds from)"),
+    Field("smiles", "string", (), "", "RDKit SMILES of the (possibly truncated) molecule", meta=True),
+    Field("parent_smiles", "string", (), "", "the input SMILES it was made from", meta=True),
+    Field("inchikey", "string", (), "", "RDKit InChIKey of the molecule (split identity)", meta=True),
+    Field("source", "string", (), "", "input source (qm9, zinc or the input file's name)", meta=True),
+    Field("seed", "int64", (), "", "build seed", meta=True),
+    Field("truncation_steps", "int64", (), "", "heavy atoms cut to reach the size limit", meta=True),
+    Field("torsions_deg", "float64", (None,), "degree", "random angle given to each rotatable bond", meta=True),
+    Field("mmff_steps", "int64", (), "", "MMFF94 relaxation steps after spinning", meta=True),
+    Field("noise_sigma_angstrom", "float64", (), "Angstrom", "sigma of the position noise per coordinate",
+          meta=True),
+    Field("scale", "float64", (), "", "global rescale factor applied to positions (1 outside train)", meta=True),
+)
 
 
 @dataclass(frozen=True)
@@ -117,21 +139,8 @@ class RandomConformers(ReleaseSpec):
             },
         }
 
-    def features(self, config: str = "default", params: dict | None = None):
-        from datasets import Array2D, Features, List, Value
-
-        return Features({
-            "__key__": Value("string"),
-            "__url__": Value("string"),
-            "atomic_numbers.npy": List(Value("uint8")),
-            "meta.json": {"inchikey": Value("string"), "mmff_steps": Value("int64"),
-                          "noise_sigma_angstrom": Value("float64"), "parent_smiles": Value("string"),
-                          "scale": Value("float64"), "seed": Value("int64"), "smiles": Value("string"),
-                          "source": Value("string"), "torsions_deg": List(Value("float64")),
-                          "truncation_steps": Value("int64")},
-            "positions.npy": Array2D(shape=(None, 3), dtype="float32"),
-            "undistorted_positions.npy": Array2D(shape=(None, 3), dtype="float32"),
-        })
+    def fields(self, config: str = "default", params: dict | None = None) -> list[Field]:
+        return list(FIELDS)
 
     def card_body(self, manifest: dict) -> str:
         return CARD_BODY

@@ -31,14 +31,77 @@ import numpy as np
 
 from builders.crystals.params import CrystalParams
 from builders.format.failures import MoleculeFailure
+from builders.format.fields import Field
 from builders.format.params import add_arguments, from_args, resolve
-from builders.format.spec import Input, ReleaseSpec
+from builders.format.spec import Built, Input, ReleaseSpec
 from builders.conformers.release import RandomConformers, molecule_rng
 
 CONFORMER_RELEASE = "random-conformers"
 CONFORMER_SOURCE = "random-conformers"  # Input.source of inputs read from a conformer release
 BUILD_HINT = "python -m builders build random-conformers --limit 200"
 MIN_CONFORMER_VERSION = 2  # major version of random-conformers that stores undistorted_positions
+_LJ = "LJ units (eps = 1) per molecule"
+_BH = "Buckingham units per molecule"
+
+#: the fields of a p1-crystals sample (the one place they are declared)
+FIELDS = (
+    Field("atomic_numbers", "uint8", (None,), "", "Z of each atom of the molecule"),
+    Field("positions", "float64", (None, 3), "Angstrom", "the molecule in its standard frame (centred, principal axes)"),
+    Field("params", "float64", (12,), "Angstrom, radian, fractional",
+          "cell lengths a, b, c; angles alpha, beta, gamma; fractional centroid; orientation rotation vector"),
+    Field("cell", "float64", (3, 3), "Angstrom", "cell matrix, rows = lattice vectors a, b, c"),
+    Field("inchikey", "string", (), "", "InChIKey of the molecule (split identity, shared by all its crystals)",
+          meta=True),
+    Field("smiles", "string", (), "", "SMILES of the molecule", meta=True),
+    Field("parent_key", "string", (), "", "key of the input conformer", meta=True),
+    Field("parent_source", "string", (), "", "where the conformer came from (random-conformers or a file)",
+          meta=True),
+    Field("seed", "int64", (), "", "build seed", meta=True),
+    Field("is_optimum", "bool", (), "", "a refined optimum (else a noisy copy of one)", meta=True),
+    Field("optimum_key", "string", (), "", "key of the optimum this crystal is (or is a copy of)", meta=True),
+    Field("lj_energy", "float64", (), _LJ, "Lennard-Jones lattice energy, every pair of the crystal once",
+          meta=True),
+    Field("buckingham_energy", "float64", (), _BH, "Buckingham lattice energy, every pair once", meta=True),
+    Field("lj_energy_mxtaltools", "float64", (), "LJ units (eps = 1)", "the authors' convention: 2 x lj_energy",
+          meta=True),
+    Field("buckingham_energy_mxtaltools", "float64", (), "Buckingham units",
+          "the authors' convention: 2 x buckingham_energy", meta=True),
+    Field("scaled_lj_mxtaltools", "float64", (), "", "the authors' scaled LJ (their filter keeps < 3)", meta=True),
+    Field("packing_coefficient", "float64", (), "", "molecular vdW volume / cell volume", meta=True),
+    Field("molecular_volume_a3", "float64", (), "Angstrom^3", "vdW volume of the molecule", meta=True),
+    Field("cell_volume_a3", "float64", (), "Angstrom^3", "volume of the cell", meta=True),
+    Field("min_contact_ratio", "float64", (), "", "shortest intermolecular contact / vdW-radius sum", meta=True,
+          nullable=True),
+    Field("energy_cutoff_a", "float64", (), "Angstrom", "pair cutoff of the stored energies", meta=True),
+    Field("opt_cutoff_a", "float64", (), "Angstrom", "LJ cutoff of the Adam stage", meta=True),
+    Field("noise_sigma", "float64", (), "", "noise on the standardized parameters (0 for an optimum)", meta=True),
+    Field("opt_steps", "int64", (), "", "Adam steps of the optimum's run", meta=True),
+    Field("opt_initial_lj_energy", "float64", (), _LJ, "LJ energy of the random start (Adam cutoff)", meta=True),
+    Field("opt_final_lj_energy", "float64", (), _LJ, "LJ energy after Adam (Adam cutoff)", meta=True),
+    Field("opt_converged", "bool", (), "", "Adam met its stopping rule", meta=True),
+    Field("opt_grad_norm", "float64", (), "natural units", "gradient norm after refinement (stored cutoff)",
+          meta=True),
+    Field("opt_refine_steps", "int64", (), "", "Newton refinement steps", meta=True),
+    Field("molecule_n_starts", "int64", (), "", "random starts of this molecule", meta=True),
+    Field("molecule_n_converged", "int64", (), "", "starts whose Adam run converged", meta=True),
+    Field("molecule_n_stationary", "int64", (), "", "converged starts refined to a stationary point", meta=True),
+    Field("molecule_n_above_lj_max", "int64", (), "", "stationary optima rejected by the authors' filter",
+          meta=True),
+    Field("molecule_n_rejected_extra", "int64", (), "", "optima rejected by the optional extra filters",
+          meta=True),
+    Field("molecule_n_optima", "int64", (), "", "optima kept", meta=True),
+    Field("molecule_n_copies", "int64", (), "", "noisy copies kept", meta=True),
+    Field("molecule_n_copies_rejected", "int64", (), "", "noisy copies rejected by the authors' filter",
+          meta=True),
+    Field("mace_lattice_energy_ev", "float64", (), "eV per molecule", "MACE lattice energy (with --mace-model)",
+          meta=True, optional=True),
+    Field("mace_cell_energy_ev", "float64", (), "eV", "MACE energy of the cell (with --mace-model)", meta=True,
+          optional=True),
+    Field("mace_gas_energy_ev", "float64", (), "eV", "MACE energy of the isolated molecule (with --mace-model)",
+          meta=True, optional=True),
+)
+
+
 def conformer_text(sample: dict) -> str:
     """The Input.text of a conformer read from a release: compact JSON holding the SMILES,
     InChIKey, atomic numbers and ``positions`` = the sample's ``undistorted_positions``
@@ -279,8 +342,7 @@ class P1Crystals(ReleaseSpec):
                           "params": cs.params[c].numpy().astype(np.float64),
                           "cell": cs.cell[c].numpy().astype(np.float64), "meta": meta}
                 out.append((suffix, fields))
-        out[0][1]["_timings"] = timings
-        return out
+        return Built(out, timings)
 
     @staticmethod
     def _mace_model(z, params):
@@ -312,32 +374,9 @@ class P1Crystals(ReleaseSpec):
         return res
 
     # ---- schema and card ----------------------------------------------------------------
-    def features(self, config: str = "default", params: dict | None = None):
-        from datasets import Array2D, Features, List, Value
-
-        f64, i64 = Value("float64"), Value("int64")
-        meta = {"inchikey": Value("string"), "smiles": Value("string"), "parent_key": Value("string"),
-                "parent_source": Value("string"), "seed": i64, "is_optimum": Value("bool"),
-                "optimum_key": Value("string"), "lj_energy": f64, "buckingham_energy": f64,
-                "lj_energy_mxtaltools": f64, "buckingham_energy_mxtaltools": f64, "scaled_lj_mxtaltools": f64,
-                "packing_coefficient": f64, "molecular_volume_a3": f64, "cell_volume_a3": f64,
-                "min_contact_ratio": f64, "energy_cutoff_a": f64, "opt_cutoff_a": f64, "noise_sigma": f64,
-                "opt_steps": i64, "opt_initial_lj_energy": f64, "opt_final_lj_energy": f64,
-                "opt_converged": Value("bool"), "opt_grad_norm": f64, "opt_refine_steps": i64,
-                "molecule_n_starts": i64, "molecule_n_converged": i64, "molecule_n_stationary": i64,
-                "molecule_n_above_lj_max": i64, "molecule_n_rejected_extra": i64, "molecule_n_optima": i64,
-                "molecule_n_copies": i64, "molecule_n_copies_rejected": i64}
-        if params and params.get("mace_model"):
-            meta.update({"mace_lattice_energy_ev": f64, "mace_cell_energy_ev": f64, "mace_gas_energy_ev": f64})
-        return Features({
-            "__key__": Value("string"),
-            "__url__": Value("string"),
-            "atomic_numbers.npy": List(Value("uint8")),
-            "cell.npy": Array2D(shape=(3, 3), dtype="float64"),
-            "meta.json": dict(sorted(meta.items())),
-            "params.npy": List(Value("float64"), length=12),
-            "positions.npy": Array2D(shape=(None, 3), dtype="float64"),
-        })
+    def fields(self, config: str = "default", params: dict | None = None) -> list[Field]:
+        with_mace = bool(params and params.get("mace_model"))
+        return [f for f in FIELDS if with_mace or not f.name.startswith("mace_")]
 
     def preview(self, release_path, key: str, out_png):
         """Draw crystal ``key``: its unit cell and molecules (builders.crystals.preview)."""

@@ -4,44 +4,11 @@ SMILES -> filters (``builders.density.filters``) -> 50 ETKDG conformers + MMFF94
 (``builders.density.conformers``) -> the 5 lowest distinct MMFF conformers re-optimised
 with MINDO/3 (``builders.density.mindo3``; or GFN2-xTB via tblite when asked, never silently)
 -> the lowest semiempirical energy among candidates whose bonding is unchanged -> RHF/STO-3G
-(``builders.density.rhf``) -> a sample dict with the fields of
-``builders.density.schema`` plus provenance, energies and the grid frame of
-``builders.density.frame.seed_frame``. The grid itself is not rendered here.
+(``builders.density.rhf``) -> a sample dict (provenance, energies, the RHF density matrix and the grid frame of
+``builders.density.frame.seed_frame``). The grid itself is not rendered here.
 
-Sample fields (numpy arrays, python scalars, strings; lower-case names with unit suffixes):
-
-| field                              | type / shape           | meaning                                   |
-|------------------------------------|------------------------|-------------------------------------------|
-| atomic_numbers                     | uint8 (N,)             | Z, RDKit atom order with explicit H       |
-| positions                          | float64 (N, 3)         | Angstrom, geometry used for RHF           |
-| charge, spin                       | int                    | 0, 0                                      |
-| smiles                             | str                    | input SMILES ("" if none given)           |
-| canonical_smiles                   | str                    | RDKit canonical SMILES                    |
-| inchikey                           | str                    | RDKit InChIKey (split assignment key)     |
-| geometry_source                    | str                    | "conformer_search" or "input"             |
-| conformer_seed                     | int                    | ETKDG random seed (-1 for "input")        |
-| force_field                        | str                    | "MMFF94" ("none" for "input")             |
-| mmff_energies_kcal_mol             | float64 (n_conformers,)| NaN for slots without a conformer         |
-| mmff_converged                     | bool (n_conformers,)   |                                           |
-| semiempirical_method               | str                    | "MINDO3", "GFN2-xTB" or "none"            |
-| semiempirical_candidate_indices    | int32 (n_mindo3,)      | conformer slots re-optimised, -1 padding  |
-| semiempirical_energies_hartree     | float64 (n_mindo3,)    | final energies, NaN where failed/padding  |
-| semiempirical_converged            | bool (n_mindo3,)       | geomeTRIC converged                       |
-| semiempirical_n_steps              | int32 (n_mindo3,)      | gradient evaluations                      |
-| semiempirical_topology_ok          | bool (n_mindo3,)       | bonds (1.3 x covalent radii) unchanged    |
-|                                    |                        | by the semiempirical optimization         |
-| chosen_conformer_index             | int                    | slot of the conformer used (-1: "input")  |
-| method, basis                      | str                    | "RHF", "sto-3g"                           |
-| rhf_energy_hartree                 | float                  | total RHF energy                          |
-| rhf_converged                      | bool                   | True (unconverged molecules fail)         |
-| rhf_solver                         | str                    | "diis" or "diis+newton"                   |
-| orbital_energies_hartree           | float64 (nmo,)         | RHF orbital energies, ascending           |
-| homo_hartree, lumo_hartree         | float                  |                                           |
-| dipole_debye                       | float64 (3,)           | RHF dipole moment                         |
-| mulliken_charges                   | float64 (N,)           | units of e                                |
-| n_electrons, n_ao                  | int                    |                                           |
-| density_matrix                     | float32 (nao(nao+1)/2,)| packed upper triangle (storage.py)        |
-| grid_origin, grid_axes, grid_shape | see schema.py          | seed_frame(positions, margin 3 Bohr)      |
+The sample's fields (names, dtypes, shapes, units, meaning) are declared once, in
+``builders.density.schema.DENSITY_FIELDS``; every sample the build writes is checked against it.
 
 Time limit: :func:`build_density_sample` arms ``SIGALRM`` when it runs on the main thread
 of its process (run each molecule in a worker process) and checks a deadline between stages

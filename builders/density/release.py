@@ -20,8 +20,10 @@ from builders.format.encoding import Encoded, npy_bytes
 from builders.format.failures import MoleculeFailure
 from builders.density.frame import SEED_SHAPE
 from builders.density.params import DensityParams, PubChemDensityParams
+from builders.density.schema import DENSITY_FIELDS, grid_field
+from builders.format.fields import Field
 from builders.format.params import add_arguments, from_args, resolve
-from builders.format.spec import ConfigSpec, Input, ReleaseSpec
+from builders.format.spec import Built, ConfigSpec, Input, ReleaseSpec
 
 ZSTD_LEVEL = 10
 
@@ -78,8 +80,9 @@ class _DensityRelease(ReleaseSpec):
             configs.append(ConfigSpec("grid", "grid", frozenset(), False))
         return configs
 
-    def finish(self, sample: dict, params: dict, timings: dict) -> dict:
-        """Apply the frame options, render the grid config, split into arrays + meta."""
+    def finish(self, sample: dict, params: dict, timings: dict) -> Built:
+        """Apply the frame options, render the grid config, split into arrays + meta; the
+        stage timings travel beside the sample."""
         from builders.density.frame import seed_frame
 
         if params["cubic"] or params["spacing_bohr"] is not None:
@@ -93,24 +96,19 @@ class _DensityRelease(ReleaseSpec):
             rho = render_density(sample, shape=tuple(int(n) for n in sample["grid_shape"]))
             sample["density"] = encode_grid(np.asarray(rho))
             timings["grid"] = time.perf_counter() - t0
-        fields = split_fields(sample)
-        fields["_timings"] = timings
-        return fields
+        return Built(split_fields(sample), timings)
 
-    def features(self, config: str = "compact", params: dict | None = None):
-        from datasets import Array2D, Array3D, Features, List, Value
-
-        arrays = {name: List(Value(dtype)) for name, dtype in self.array_fields_1d().items()}
-        feats = {"__key__": Value("string"), "__url__": Value("string"),
-                 **{f"{k}.npy": v for k, v in arrays.items()},
-                 "positions.npy": Array2D(shape=(None, 3), dtype="float64"),
-                 "grid_axes.npy": Array2D(shape=(3, 3), dtype="float64"),
-                 "meta.json": {k: Value(t) for k, t in self.meta_fields().items()}}
+    def fields(self, config: str = "compact", params: dict | None = None) -> list[Field]:
+        """:data:`builders.density.schema.DENSITY_FIELDS`, plus the stored grid in the ``grid``
+        config (128^3 unless the build fixed a spacing, when the shape varies)."""
+        table = list(DENSITY_FIELDS)
         if config == "grid":
             fixed = params is None or params.get("spacing_bohr") is None
-            shape = tuple((params or {}).get("grid_shape", SEED_SHAPE)) if fixed else (None, None, None)
-            feats["density.npy.zst"] = Array3D(shape=shape, dtype="float16")
-        return Features(dict(sorted(feats.items())))
+            table.append(grid_field(tuple((params or {}).get("grid_shape", SEED_SHAPE)) if fixed else (None,) * 3))
+        return table
+
+    def features(self, config: str = "compact", params: dict | None = None):
+        return super().features(config, params)
 
     def preview(self, release_path, key: str, out_png):
         """Three central slices of sample ``key``'s density (the stored grid when the release has
@@ -127,21 +125,6 @@ class _DensityRelease(ReleaseSpec):
 
         return export_cube(sample, out, shape=shape)
 
-    @staticmethod
-    def array_fields_1d() -> dict:
-        return {"atomic_numbers": "uint8", "mmff_energies_kcal_mol": "float64", "mmff_converged": "bool",
-                "semiempirical_candidate_indices": "int32", "semiempirical_energies_hartree": "float64",
-                "semiempirical_converged": "bool", "semiempirical_n_steps": "int32",
-                "semiempirical_topology_ok": "bool", "orbital_energies_hartree": "float64",
-                "dipole_debye": "float64", "mulliken_charges": "float64", "density_matrix": "float32",
-                "grid_origin": "float64", "grid_shape": "int32"}
-
-    def meta_fields(self) -> dict:
-        return {"basis": "string", "canonical_smiles": "string", "charge": "int64", "chosen_conformer_index": "int64",
-                "conformer_seed": "int64", "force_field": "string", "geometry_source": "string",
-                "homo_hartree": "float64", "inchikey": "string", "lumo_hartree": "float64", "method": "string",
-                "n_ao": "int64", "n_electrons": "int64", "rhf_converged": "bool", "rhf_energy_hartree": "float64",
-                "rhf_solver": "string", "semiempirical_method": "string", "smiles": "string", "spin": "int64"}
 
 
 class PubChemHFDensity(_DensityRelease):
@@ -259,10 +242,14 @@ class QM9HFDensity(_DensityRelease):
         sample["qm9_index"] = int(data["index"][row])
         return self.finish(sample, params, timings)
 
-    def meta_fields(self) -> dict:
-        from builders.sources import TARGETS
+    def fields(self, config: str = "compact", params: dict | None = None) -> list[Field]:
+        """The density fields plus the 12 QM9 labels (MoleculeNet units) and the gdb index."""
+        from builders.sources import TARGET_UNITS, TARGETS
 
-        return {**super().meta_fields(), **{f"qm9_{t}": "float64" for t in TARGETS}, "qm9_index": "int64"}
+        labels = [Field(f"qm9_{t}", "float64", (), TARGET_UNITS[t], f"QM9 label {t} (qm9pack, MoleculeNet units)",
+                        meta=True) for t in TARGETS]
+        return super().fields(config, params) + labels + [
+            Field("qm9_index", "int64", (), "", "QM9 gdb index (1-based)", meta=True)]
 
     def card_body(self, manifest: dict) -> str:
         return CARD_BODY.format(name=self.name, split=_first_split(manifest), geometry="""1. The QM9 B3LYP/6-31G(2df,p) geometry from qm9pack (no conformer search; the

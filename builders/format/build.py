@@ -46,7 +46,8 @@ from builders.format.executor import WorkerDied, make_executor
 from builders.format.failures import MoleculeFailure
 from builders.format.provenance import PACKAGE_VERSION, git_commit, package_versions
 from builders.format.registry import import_string_of
-from builders.format.spec import Input, ReleaseSpec
+from builders.format.fields import sample_problems
+from builders.format.spec import Built, Input, ReleaseSpec
 from builders.format.splits import SPLITS, assign_split, split_record
 from builders.format.tario import iter_tar_samples, sha256_file, write_atomic, write_shard
 
@@ -64,6 +65,21 @@ ENVIRONMENT_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS, errno.E
 
 class BuildError(Exception):
     """A build cannot start or finish (bad parameters, a foreign folder); nothing is lost."""
+
+
+class SampleSchemaError(BuildError):
+    """A sample that ``process`` made does not match the release's field table (a bug in the
+    release): the build stops, naming the sample and the field; finished work units are kept."""
+
+
+def field_table(spec: ReleaseSpec, params: dict) -> list:
+    """Every field a sample of ``spec`` built with ``params`` holds: the union of its configs'
+    field tables (a sample is checked before it is split into configs)."""
+    table = {}
+    for config in spec.configs(params):
+        for field in spec.fields(config.name, params):
+            table.setdefault(field.name, field)
+    return list(table.values())
 
 
 @dataclass(frozen=True)
@@ -129,6 +145,7 @@ def run_unit(task: UnitTask) -> dict:
     from builders.format.registry import release_from_import_string
 
     spec = release_from_import_string(task.spec)
+    table = field_table(spec, task.params)
     samples, records, failures = [], [], []
     stage_seconds: Counter = Counter()
     units_dir = Path(task.units_dir)
@@ -142,17 +159,20 @@ def run_unit(task: UnitTask) -> dict:
             journal.flush()  # the process may die in native code: the driver reads this to know where
             start = time.perf_counter()
             try:
-                built = spec.process(item, task.params, task.seed)
-                many = isinstance(built, list)
-                outputs = built if many else [("", built)]
+                built = Built.of(spec.process(item, task.params, task.seed))
+                many = isinstance(built.samples, list)
+                outputs = built.samples if many else [("", built.samples)]
+                for stage, seconds in built.timings.items():
+                    if stage != "total":  # the driver times the whole molecule itself
+                        stage_seconds[stage] += seconds
                 encoded = []
                 for suffix, fields in outputs:
-                    timings = fields.pop("_timings", {})
-                    for stage, seconds in timings.items():
-                        if stage != "total":  # the driver times the whole molecule itself
-                            stage_seconds[stage] += seconds
-                    inchikey = fields["meta"]["inchikey"]
                     key = f"{item.key}-{suffix}" if many else item.key
+                    problems = sample_problems(table, fields)
+                    if problems:
+                        raise SampleSchemaError(f"{spec.name}: sample {key!r} does not match the release's field "
+                                                f"table: {'; '.join(problems)}")
+                    inchikey = fields["meta"]["inchikey"]
                     t_enc = time.perf_counter()
                     members = encode_sample(fields)
                     stage_seconds["write"] += time.perf_counter() - t_enc
@@ -161,6 +181,8 @@ def run_unit(task: UnitTask) -> dict:
                 failures.append({"key": item.key, "input": item.text, "source": item.source,
                                  "stage": err.stage, "reason": err.reason})
                 continue
+            except SampleSchemaError:
+                raise  # a bug in the release, not in the molecule: stop the build
             except Exception as err:  # a bug or a library error on one molecule must not stop the build
                 if _is_environment_error(err):
                     raise

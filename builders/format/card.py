@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import yaml
 
+from builders.format.fields import markdown_table
+
 CITATIONS = """\
 ```bibtex
 @misc{densegen,
@@ -55,6 +57,8 @@ def render_card(spec, manifest: dict) -> str:
     commit = manifest["builder"].get("git_commit") or "unknown"
     configs = manifest.get("configs") or {}
     default_config = next((n for n, c in configs.items() if c.get("default")), next(iter(configs), "default"))
+    full_config = next((n for n, c in configs.items() if not c.get("excluded_fields")), default_config)
+    field_table = markdown_table(spec.fields(full_config, manifest["parameters"]))
     return f"""---
 {meta}---
 
@@ -120,6 +124,13 @@ for sample in wds.WebDataset(urls, shardshuffle=False).decode(safe, pre=[], post
 ```
 
 Arrays are `.npy` members (decoded without pickle), strings `.txt`, records `.json`.
+
+## Fields
+
+Every sample of the `{full_config}` config has these fields (n: varies between samples); the
+build checks each sample against this table.
+
+{field_table}
 
 ## Splits
 

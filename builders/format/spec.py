@@ -39,6 +39,24 @@ class ConfigSpec:
 
 
 @dataclass(frozen=True)
+class Built:
+    """What :meth:`ReleaseSpec.process` may return to report its stage timings beside the samples.
+
+    Attributes:
+        samples: one sample (arrays + ``meta``) or a list of (key suffix, sample).
+        timings: stage -> seconds spent on this input, summed into the manifest.
+    """
+
+    samples: object
+    timings: dict
+
+    @staticmethod
+    def of(result) -> "Built":
+        """``result`` of a ``process`` call as a Built (a bare sample or list: no timings)."""
+        return result if isinstance(result, Built) else Built(result, {})
+
+
+@dataclass(frozen=True)
 class InputFailure:
     """An input rejected before processing (empty line, duplicate, undecodable bytes)."""
 
@@ -88,16 +106,24 @@ class ReleaseSpec(ABC):
 
         A release that makes several samples per input returns a list of (suffix, fields)
         instead; their keys are ``<input key>-<suffix>`` (suffix: letters, digits, '_', '-').
-        An optional ``_timings`` dict (stage -> seconds) is summed into the manifest."""
+        To report stage timings (summed into the manifest), return :class:`Built` (the
+        samples and a stage -> seconds dict) instead. Every sample must match :meth:`fields`."""
 
     def configs(self, params: dict) -> list[ConfigSpec]:
         """The release's configs (default: one, ``default``, with every field, under ``data/``)."""
         return [ConfigSpec("default", "data", frozenset(), True)]
 
     @abstractmethod
+    def fields(self, config: str = "default", params: dict | None = None) -> list:
+        """The field table (:class:`builders.format.fields.Field`) of one sample of ``config``
+        built with ``params``: the one declaration of the sample schema."""
+
     def features(self, config: str = "default", params: dict | None = None):
-        """The `datasets.Features` of one sample of ``config`` built with ``params`` (field
-        names with extensions, plus __key__/__url__)."""
+        """The `datasets.Features` of one sample of ``config`` built with ``params`` (member
+        names with extensions, plus __key__/__url__), generated from :meth:`fields`."""
+        from builders.format.fields import features_of
+
+        return features_of(self.fields(config, params))
 
     def card_body(self, manifest: dict) -> str:
         """Release-specific Markdown for the generated dataset card (how it was built, caveats)."""
