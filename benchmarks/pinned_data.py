@@ -163,7 +163,8 @@ def build_qm9_density(root: Path, workers: int = 1, progress: bool = True) -> Pa
     Raises:
         PinnedDataError: a sample differs from its pinned record, or the build failed molecules.
     """
-    from builders.format.build import build_release, release_dir
+    from builders.format.build import build_release
+    from builders.format.manifest import release_dir
     from builders.format.registry import get_release
 
     spec = get_release("qm9-hf-density")

@@ -148,6 +148,8 @@ def prepare_data(data_root, variant: str, quick: bool, progress: bool = True) ->
     from .pinned_data import (QM9_SMALL_SHA256, PinnedDataError, build_qm9_density, ensure_pubchem_density,
                               verify_qm9_density_release)
 
+    from builders.format.manifest import is_finished_release, release_dir
+
     records, digest = test_records(variant, quick)
     folder = _cache_dir(data_root, variant, quick)
     if variant == "pubchem":
@@ -156,11 +158,11 @@ def prepare_data(data_root, variant: str, quick: bool, progress: bool = True) ->
                   f"the committed geometries) under {folder} (first use)", flush=True)
         ensure_pubchem_density(folder, records, progress=progress)
     elif quick:
-        from builders.format.build import build_release, release_dir
+        from builders.format.build import build_release
         from builders.format.registry import get_release
 
         release = release_dir(folder, "qm9-hf-density")
-        if not (release / "manifest.json").is_file() or (release / ".build").exists():
+        if not is_finished_release(release):
             keys = folder / "gdb-indices.txt"
             folder.mkdir(parents=True, exist_ok=True)
             keys.write_text("".join(f"{r['gdb_index']}\ttest\n" for r in records))
@@ -170,7 +172,7 @@ def prepare_data(data_root, variant: str, quick: bool, progress: bool = True) ->
         if problems:
             raise PinnedDataError(f"{release}: {problems[0]}")
     else:
-        if progress and not (folder / "densegen" / "qm9-hf-density" / "manifest.json").is_file():
+        if progress and not is_finished_release(release_dir(folder, "qm9-hf-density")):
             print(f"density-reconstruction [qm9]: building the {len(records)} pinned test densities (RHF/STO-3G on the "
                   f"QM9 geometries of the qm9-small test split, key file {QM9_SMALL_SHA256[:12]}...) under {folder} "
                   f"(first use; resumable)", flush=True)
@@ -187,7 +189,7 @@ def iter_test_samples(data_root, variant: str, quick: bool) -> Iterator[dict]:
     Raises:
         ValueError: when the prepared samples are not the pinned ones, in order.
     """
-    from builders.format.build import release_dir
+    from builders.format.manifest import release_dir
     from builders.format.reader import iter_release
 
     from .pinned_data import iter_pubchem_density

@@ -72,7 +72,8 @@ def small_density_release(data_root, progress: bool = True) -> Path:
     Raises:
         ValueError: when the release holds other molecules than qm9-small's.
     """
-    from builders.format.build import build_release, release_dir
+    from builders.format.build import build_release
+    from builders.format.manifest import is_finished_release, release_dir
     from builders.format.reader import read_manifest
     from builders.format.registry import get_release
 
@@ -81,7 +82,7 @@ def small_density_release(data_root, progress: bool = True) -> Path:
     root = Path(data_root) / DENSITY_CACHE
     path = release_dir(root, DENSITY_RELEASE)
     params = {"gdb_indices": str(SMALL_SPLIT_FILE), "gdb_indices_sha256": SMALL_SPLIT_SHA256}
-    if not (path / "manifest.json").is_file() or (path / ".build").exists():
+    if not is_finished_release(path):
         if progress:
             print(f"qm9-small: building the densities density models embed (6,500 RHF/STO-3G runs) under {root} "
                   f"(first use; resumable)", flush=True)

@@ -18,7 +18,8 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_build(args) -> int:
-    from builders.format.build import BuildError, build_release, release_dir, summary_line
+    from builders.format.build import BuildError, build_release, summary_line
+    from builders.format.manifest import release_dir
 
     spec = get_release(args.release)
     try:

@@ -28,7 +28,8 @@ def main(argv=None) -> None:
     ap.add_argument("--release", type=Path, default=None, help="time reading this existing release (no build)")
     args = ap.parse_args(argv)
 
-    from builders.format.build import build_release, release_dir
+    from builders.format.build import build_release
+    from builders.format.manifest import release_dir
     from builders.format.reader import iter_release, release_shards, webdataset_pipeline
     from builders.format.registry import get_release
 

@@ -52,7 +52,8 @@ def small_smiles_file(tmp_path_factory) -> Path:
 
 def build_small(root: Path, smiles_file: Path, seed: int = 0, workers: int = 1, unit_size: int = 16, **kw):
     """Build random-conformers from a SMILES file under ``root``; returns (manifest, release dir)."""
-    from builders.format.build import build_release, release_dir
+    from builders.format.build import build_release
+    from builders.format.manifest import release_dir
     from builders.format.registry import get_release
 
     spec = get_release("random-conformers")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from builders.format.build import BuildError, build_lock, build_release, release_dir
+from builders.format.build import BuildError, build_lock, build_release
+from builders.format.manifest import release_dir
 from builders.format.reader import read_manifest
 from builders.format.registry import get_release
 from builders.format.verify import verify_release

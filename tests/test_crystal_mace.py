@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from builders.format.build import build_release, release_dir
+from builders.format.build import build_release
+from builders.format.manifest import release_dir
 from builders.crystals.energy import pose_molecules
 from builders.crystals.molecules import MoleculeBatch
 from builders.format.registry import get_release

@@ -3,7 +3,8 @@
 import numpy as np
 import pytest
 
-from builders.format.build import build_release, release_dir
+from builders.format.build import build_release
+from builders.format.manifest import release_dir
 from builders.crystals.preview import draw_crystal, plot_distributions, posed_molecules
 from builders.format.reader import iter_release
 from builders.format.registry import get_release

@@ -11,7 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-from builders.format.build import build_release, release_dir
+from builders.format.build import build_release
+from builders.format.manifest import release_dir
 from builders.format.spec import Built
 from builders.crystals.molecules import MoleculeBatch
 from builders.crystals.optimize import MIN_CONTACT_RATIO, PARAM_SCALES

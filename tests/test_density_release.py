@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from builders.format.build import build_release, release_dir
+from builders.format.build import build_release
+from builders.format.manifest import release_dir
 from builders.format.reader import find_sample, iter_release, read_manifest
 from builders.format.registry import get_release
 from builders.format.verify import verify_release

@@ -107,7 +107,8 @@ def test_qm9_density_build_of_pinned_molecules_matches_the_table(tmp_path):
     """The builder, restricted to three pinned test molecules through the same kind of key file,
     reproduces their pinned RHF energies (1e-6 Ha) and electron counts; the manifest records it."""
     pytest.importorskip("pyscf")
-    from builders.format.build import build_release, release_dir
+    from builders.format.build import build_release
+    from builders.format.manifest import release_dir
     from builders.format.registry import get_release
 
     table, _ = pd_.load_density_qm9()

@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from builders.format.build import build_release, release_dir
+from builders.format.build import build_release
+from builders.format.manifest import release_dir
 from builders.format.reader import iter_release
 from builders.format.registry import get_release
 from builders.format.verify import verify_release

@@ -119,10 +119,11 @@ def conformer_inputs(path: Path) -> list[Input]:
     Raises:
         FileNotFoundError: when ``path`` holds no release, saying how to build one.
     """
+    from builders.format.manifest import MANIFEST
     from builders.format.reader import iter_release, read_manifest
 
     path = Path(path)
-    if not (path / "manifest.json").is_file():
+    if not (path / MANIFEST).is_file():
         raise FileNotFoundError(
             f"no random-conformers release at {path}: build it first, e.g. `{BUILD_HINT}` "
             f"(with the same --root), or pass --conformers PATH, or --input SMILES_FILE")
@@ -184,7 +185,7 @@ class P1Crystals(ReleaseSpec):
                             help="local MACE model file: adds MACE lattice energies (needs pip install mace-torch)")
 
     def params_from_args(self, args) -> dict:
-        from builders.format.build import release_dir
+        from builders.format.manifest import release_dir
         from builders.conformers.random_conformer import ConformerParams
 
         conformers = None

@@ -44,15 +44,14 @@ from builders.format import card
 from builders.format.encoding import encode_sample
 from builders.format.executor import WorkerDied, make_executor
 from builders.format.failures import MoleculeFailure
+from builders.format.fields import sample_problems
+from builders.format.manifest import FAILURES, MANIFEST, WORK_DIR, release_dir
 from builders.format.provenance import PACKAGE_VERSION, git_commit, package_versions
 from builders.format.registry import import_string_of
-from builders.format.fields import sample_problems
 from builders.format.spec import Built, Input, ReleaseSpec
 from builders.format.splits import SPLITS, assign_split, split_record
 from builders.format.tario import iter_tar_samples, sha256_file, write_atomic, write_shard
 
-MANIFEST = "manifest.json"
-FAILURES = "failures.jsonl"
 # 2: configs[*].fields (every sample's members), exact shard lists in the card's data_files
 FORMAT_VERSION = 2
 MAX_ATTEMPTS = 3  # tries of an input whose processing kills its worker (the first and 2 retries)
@@ -101,11 +100,6 @@ class UnitTask:
     units_dir: str
     identity: str
     skip: dict = field(default_factory=dict)
-
-
-def release_dir(root: Path, name: str) -> Path:
-    """Where a release lives: ``<root>/densegen/<name>``."""
-    return Path(root) / "densegen" / name
 
 
 def unit_paths(units_dir: Path, index: int) -> tuple[Path, Path]:
@@ -305,7 +299,7 @@ def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, li
 def _build_locked(spec, root, params, seed, limit, workers, keep_work, progress, executor, unit_size) -> dict:
     params = spec.resolve_params(params)
     out = release_dir(root, spec.name)
-    work = out / ".build"
+    work = out / WORK_DIR
     units_dir = work / "units"
     inputs, rejected = spec.load_inputs(params)
     if limit is not None:
@@ -413,7 +407,7 @@ def _note_worker_death(units_dir: Path, index: int, chunk, died: WorkerDied, att
 def finalize(spec: ReleaseSpec, out: Path, chunks, records: dict, rejected, full_params: dict,
              identity: dict, build_seconds: float) -> dict:
     """Write shards, failures, manifest and card from finished work units."""
-    units_dir = out / ".build" / "units"
+    units_dir = out / WORK_DIR / "units"
     by_split: dict[str, list] = {s: [] for s in SPLITS}
     for i in range(len(chunks)):
         for rec in records[i]["samples"]:

@@ -26,6 +26,19 @@ import jsonschema
 MANIFEST = "manifest.json"
 CARD = "README.md"
 FAILURES = "failures.jsonl"
+WORK_DIR = ".build"  # an unfinished build's work units; a finished release has none
+
+
+def release_dir(root: Path, name: str) -> Path:
+    """Where a release lives: ``<root>/densegen/<name>``."""
+    return Path(root) / "densegen" / name
+
+
+def is_finished_release(path: Path) -> bool:
+    """Whether ``path`` holds a finished build: a ``manifest.json`` and no ``.build/`` work
+    folder (its shards are not checked here: :func:`builders.format.verify.verify_release`)."""
+    path = Path(path)
+    return (path / MANIFEST).is_file() and not (path / WORK_DIR).exists()
 
 _COUNT = {"type": "integer", "minimum": 0}
 _SHARD = {
