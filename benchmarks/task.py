@@ -90,7 +90,8 @@ def finite_or_none(x) -> float | None:
 
 class Task:
     """A benchmark task (see the module docstring). Subclasses set the attributes and
-    implement :meth:`metrics`, :meth:`run` and :meth:`score`.
+    implement :meth:`metrics`, :meth:`evaluate` and :meth:`rescore`; :meth:`run` and
+    :meth:`score` wrap them the same way for every task.
 
     Attributes:
         name: task id on the command line and in results files.
@@ -120,6 +121,8 @@ class Task:
             perfect value matches the labels and needs a reproduction mark.
         optional_weight_metrics: metrics that need optional local weights (LPIPS' VGG16):
             recorded, never compared when rescoring, never deciding acceptance or rank.
+        default_head: the readout trained on the model's embeddings when none is asked for
+            (``benchmarks.heads``), None for tasks without one.
     """
 
     name: str = ""
@@ -141,6 +144,7 @@ class Task:
     trained_heads: bool = False
     perfect_scores: dict[str, tuple[float, float]] = {}
     optional_weight_metrics: tuple[str, ...] = ()
+    default_head: str | None = None
 
     def check_variant(self, variant: str | None) -> str | None:
         """The variant to use: ``variant`` or the first declared one; None for tasks without.
@@ -163,18 +167,38 @@ class Task:
         raise NotImplementedError
 
     def run(self, model, data_root, *, variant: str | None = None, seeds: int | None = None, quick: bool = False,
-            progress: bool = True, **options) -> dict:
+            progress: bool = True, head: str | None = None, **options) -> dict:
         """Evaluate ``model``; returns {"protocol", "per_seed", "aggregate", "predictions",
-        "release" (what data release was scored, or None)}."""
+        "release" (what data release was scored, or None)}.
+
+        Checks the variant, runs :meth:`evaluate` with ``seeds`` (default :attr:`default_seeds`)
+        and ``head`` (default :attr:`default_head`), and aggregates the seeds (:meth:`aggregate`).
+        """
+        variant = self.check_variant(variant)
+        out = self.evaluate(model, data_root, variant=variant, seeds=seeds or self.default_seeds, quick=quick,
+                            progress=progress, head=head or self.default_head, **options)
+        out["aggregate"] = self.aggregate(out["per_seed"])
+        return out
+
+    def evaluate(self, model, data_root, *, variant: str | None, seeds: int, quick: bool, progress: bool,
+                 head: str | None, **options) -> dict:
+        """The task's own evaluation (called by :meth:`run` with a checked variant): returns
+        {"protocol", "per_seed", "predictions", "release"}."""
         raise NotImplementedError
 
-    def score(self, predictions: dict, data_root, *, variant: str | None = None, quick: bool = False) -> list[dict]:
-        """Per-seed metrics recomputed from ``predictions`` against the task's own labels.
+    def score(self, predictions: dict, data_root, *, variant: str | None = None, quick: bool = False,
+              **options) -> list[dict]:
+        """Per-seed metrics recomputed from ``predictions`` against the task's own labels
+        (checks the variant, then :meth:`rescore`).
 
         Raises:
             ValueError: when the predictions do not cover the task's samples in order, or an
                 array has the wrong shape or dtype.
         """
+        return self.rescore(predictions, data_root, variant=self.check_variant(variant), quick=quick, **options)
+
+    def rescore(self, predictions: dict, data_root, *, variant: str | None, quick: bool, **options) -> list[dict]:
+        """The task's own scoring of ``predictions`` (called by :meth:`score`)."""
         raise NotImplementedError
 
     def plot(self, doc: dict, predictions: dict, data_root, stem) -> list:

@@ -531,14 +531,11 @@ class DensityTask(Task):
 
         return {name: _TASK_METRICS.get(name) or METRICS[name] for name in metric_names()}
 
-    def run(self, model, data_root, *, variant=None, seeds=None, quick=False, progress=True, vgg16_weights=None, **_):
-        variant = self.check_variant(variant)
-        out = run(model, data_root, variant, quick=quick, progress=progress, vgg16_weights=vgg16_weights)
-        out["aggregate"] = self.aggregate(out["per_seed"])
-        return out
+    def evaluate(self, model, data_root, *, variant, seeds, quick, progress, head, vgg16_weights=None, **_):
+        return run(model, data_root, variant, quick=quick, progress=progress, vgg16_weights=vgg16_weights)
 
-    def score(self, predictions, data_root, *, variant=None, quick=False, vgg16_weights=None):
-        return score_predictions(predictions, data_root, self.check_variant(variant), quick, vgg16_weights)
+    def rescore(self, predictions, data_root, *, variant, quick, vgg16_weights=None):
+        return score_predictions(predictions, data_root, variant, quick, vgg16_weights)
 
     def plot(self, doc, predictions, data_root, stem, n: int = 3):
         from .plot import density_slices

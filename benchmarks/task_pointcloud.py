@@ -158,14 +158,10 @@ class PointCloudTask(Task):
 
         return {name: CATALOG[name] for name in METRICS}
 
-    def run(self, model, data_root, *, variant=None, seeds=None, quick=False, progress=True, **_):
-        self.check_variant(variant)
-        out = run(model, quick=quick, progress=progress)
-        out["aggregate"] = self.aggregate(out["per_seed"])
-        return out
+    def evaluate(self, model, data_root, *, variant, seeds, quick, progress, head, **_):
+        return run(model, quick=quick, progress=progress)
 
-    def score(self, predictions, data_root, *, variant=None, quick=False):
-        self.check_variant(variant)
+    def rescore(self, predictions, data_root, *, variant, quick):
         return score_predictions(predictions, quick)
 
     def plot(self, doc, predictions, data_root, stem):

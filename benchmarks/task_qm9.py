@@ -90,7 +90,7 @@ def small_density_release(data_root, progress: bool = True) -> Path:
         build_release(spec, root, spec.resolve_params(params), workers=max(1, min(2, os.cpu_count() or 1)),
                       progress=progress)
     manifest = read_manifest(path)
-    if manifest["parameters"].get("gdb_indices_sha256") != SMALL_SPLIT_SHA256:
+    if manifest.parameters.get("gdb_indices_sha256") != SMALL_SPLIT_SHA256:
         raise ValueError(f"{path} was not built from the qm9-small key file; delete it to rebuild")
     return path
 
@@ -101,9 +101,9 @@ def embed_density_release(model, path: Path, progress: bool = True, batch_size: 
 
     manifest = read_manifest(path)
     out: dict[int, np.ndarray] = {}
-    for split, info in manifest["splits"].items():
+    for split in manifest.split_names:
         batch: list[dict] = []
-        samples = tqdm(iter_release(path, split), total=info["samples"], desc=f"embed {split}", disable=not progress)
+        samples = tqdm(iter_release(path, split), total=manifest.samples(split), desc=f"embed {split}", disable=not progress)
         for s in samples:
             batch.append(s)
             if len(batch) == batch_size:
@@ -224,15 +224,12 @@ class QM9Task(Task):
 
     small = False  # qm9-small: the pinned 5,000/500/1,000 subset
 
-    def run(self, model, data_root, *, variant=None, seeds=None, quick=False, progress=True, head=None, **_):
-        self.check_variant(variant)
-        out = run(model, data_root, seeds=seeds or self.default_seeds, quick=quick, head=head or "paper000",
-                  progress=progress, small=self.small)
-        out["aggregate"] = self.aggregate(out["per_seed"])
-        return out
+    default_head = "paper000"
 
-    def score(self, predictions, data_root, *, variant=None, quick=False):
-        self.check_variant(variant)
+    def evaluate(self, model, data_root, *, variant, seeds, quick, progress, head, **_):
+        return run(model, data_root, seeds=seeds, quick=quick, head=head, progress=progress, small=self.small)
+
+    def rescore(self, predictions, data_root, *, variant, quick):
         return score_predictions(predictions, quick, small=self.small)
 
     def plot(self, doc, predictions, data_root, stem):

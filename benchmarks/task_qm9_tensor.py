@@ -159,14 +159,12 @@ class QM9TensorTask(Task):
                                        "mean of the 6 unique traceless-quadrupole-component MAEs")
         return out
 
-    def run(self, model, data_root, *, variant=None, seeds=None, quick=False, progress=True, head=None, **_):
-        self.check_variant(variant)
-        out = run(model, seeds=seeds or self.default_seeds, quick=quick, head=head or "paper002", progress=progress)
-        out["aggregate"] = self.aggregate(out["per_seed"])
-        return out
+    default_head = "paper002"
 
-    def score(self, predictions, data_root, *, variant=None, quick=False):
-        self.check_variant(variant)
+    def evaluate(self, model, data_root, *, variant, seeds, quick, progress, head, **_):
+        return run(model, seeds=seeds, quick=quick, head=head, progress=progress)
+
+    def rescore(self, predictions, data_root, *, variant, quick):
         return score_predictions(predictions, quick)
 
     def plot(self, doc, predictions, data_root, stem):
