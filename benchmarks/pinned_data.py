@@ -170,9 +170,9 @@ def build_qm9_density(root: Path, workers: int = 1, progress: bool = True) -> Pa
     spec = get_release("qm9-hf-density")
     manifest = build_release(spec, Path(root), qm9_density_params(), workers=workers, progress=progress)
     out = release_dir(Path(root), spec.name)
-    if manifest["failures"]["total"]:
-        raise PinnedDataError(f"{out}: {manifest['failures']['total']} molecule(s) failed to build "
-                              f"({manifest['failures']['by_stage']}); see {out / 'failures.jsonl'}")
+    if manifest.failures_total:
+        raise PinnedDataError(f"{out}: {manifest.failures_total} molecule(s) failed to build "
+                              f"({manifest.failures_by_stage}); see {out / 'failures.jsonl'}")
     problems = verify_qm9_density_release(out)
     if problems:
         raise PinnedDataError(f"{out}: {len(problems)} problem(s) against density-qm9-v1, first: {problems[0]}")

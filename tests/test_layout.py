@@ -114,3 +114,25 @@ def test_preview_and_export_belong_to_the_release_spec():
         raise AssertionError("random-conformers has no export, yet export() returned")
     assert type(get_release("pubchem-hf-density")).export is not type(conformers).export
     assert type(get_release("p1-crystals")).preview is not type(conformers).preview
+
+
+def test_readers_get_a_manifest_with_named_accessors(tmp_path, small_smiles_file):
+    """read_manifest and build_release return a Manifest: still the parsed dict (json round
+    trip equal), with the accessors readers and tasks use instead of raw keys."""
+    import json as _json
+
+    from builders.format.build import build_release
+    from builders.format.manifest import Manifest, is_finished_release, read_manifest, release_dir
+    from builders.format.registry import get_release
+
+    spec = get_release("random-conformers")
+    built = build_release(spec, tmp_path, {"input": str(small_smiles_file)}, limit=12, workers=1, progress=False)
+    out = release_dir(tmp_path, spec.name)
+    manifest = read_manifest(out)
+    assert isinstance(built, Manifest) and isinstance(manifest, Manifest) and is_finished_release(out)
+    assert manifest == _json.loads((out / "manifest.json").read_text())
+    assert manifest.release == "random-conformers" and manifest.major_version == 2
+    assert sorted(manifest.split_names) == ["test", "train", "valid"]
+    assert sum(manifest.samples(s) for s in manifest.split_names) + manifest.failures_total == 12
+    assert manifest.parameters["input"] == str(small_smiles_file) and manifest.default_config == "default"
+    assert Manifest({"release": "x", "splits": {}, "shards": []}).release_version == "0"

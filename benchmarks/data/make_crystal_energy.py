@@ -43,7 +43,7 @@ def collect(release: Path, n_molecules: int) -> dict:
     from builders.format.reader import iter_release, read_manifest
 
     manifest = read_manifest(release)
-    if manifest["release"] != "p1-crystals" or int(str(manifest["release_version"]).split(".")[0]) < 2:
+    if manifest.release != "p1-crystals" or manifest.major_version < 2:
         raise ValueError(f"{release} is not a p1-crystals >= 2.0.0 release")
     crystals = [s for split in ("train", "valid", "test") for s in iter_release(release, split)]
     order = sorted({s["meta"]["parent_key"] for s in crystals}, key=lambda k: hashlib.sha256(k.encode()).hexdigest())
@@ -73,9 +73,9 @@ def collect(release: Path, n_molecules: int) -> dict:
         "params": np.stack([s["params"] for s in crystals]).astype(np.float64),
         **{e: np.array([s["meta"][e] for s in crystals], np.float64) for e in ENERGIES},
         "source": np.array(json.dumps({
-            "p1_crystals": {"version": manifest["release_version"], "seed": manifest["parameters"]["seed"],
-                            "git_commit": manifest["builder"]["git_commit"],
-                            "conformers": Path(manifest["parameters"]["conformers"] or "").name},
+            "p1_crystals": {"version": manifest.release_version, "seed": manifest.parameters["seed"],
+                            "git_commit": manifest.builder_commit,
+                            "conformers": Path(manifest.parameters["conformers"] or "").name},
             "molecules": n_molecules, "order": "sha256 of the conformer key (conformer_inputs)"}, sort_keys=True)),
     }
 

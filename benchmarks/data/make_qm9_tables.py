@@ -31,6 +31,7 @@ import numpy as np
 from benchmarks.pinned_data import (DENSITY_QM9_COLUMNS, DENSITY_QM9_FILE, QM9_TENSOR_COLUMNS, QM9_TENSOR_FILE,
                                     load_qm9_small, multipoles, quadrupole_components)
 from benchmarks.qm9 import SMALL_SPLIT_SHA256
+from builders.format.manifest import read_manifest
 
 DIPOLE_CHECK_DEBYE = 1e-3
 
@@ -55,13 +56,13 @@ def main(argv=None) -> int:
     parser.add_argument("--stats", type=Path, default=None, help="also write the check statistics here (JSON)")
     args = parser.parse_args(argv)
 
-    manifest = json.loads((args.release / "manifest.json").read_text())
-    p = manifest["parameters"]
+    manifest = read_manifest(args.release)
+    p = manifest.parameters
     if p.get("gdb_indices_sha256") != SMALL_SPLIT_SHA256 or p.get("gdb_split") is not None:
         raise SystemExit(f"{args.release}: not a build of all of qm9-small (gdb_indices_sha256 "
                          f"{p.get('gdb_indices_sha256')}, gdb_split {p.get('gdb_split')})")
-    if manifest["failures"]["total"]:
-        raise SystemExit(f"{args.release}: {manifest['failures']['total']} molecules failed: {manifest['failures']}")
+    if manifest.failures_total:
+        raise SystemExit(f"{args.release}: {manifest.failures_total} molecules failed: {manifest.failures_by_stage}")
     small, _ = load_qm9_small()
     split_of = {int(i): s for s, idx in small.items() for i in idx}
 

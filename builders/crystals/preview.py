@@ -143,7 +143,7 @@ def release_table(release_path) -> dict[str, np.ndarray]:
 
     manifest = read_manifest(release_path)
     rows = []
-    for split in manifest["splits"]:
+    for split in manifest.split_names:
         for shard in release_shards(release_path, split):
             for _, members in iter_tar_samples(shard):
                 meta = next(decode_member(s, d)[1] for s, d in members if s == "meta.json")

@@ -128,16 +128,16 @@ def conformer_inputs(path: Path) -> list[Input]:
             f"no random-conformers release at {path}: build it first, e.g. `{BUILD_HINT}` "
             f"(with the same --root), or pass --conformers PATH, or --input SMILES_FILE")
     manifest = read_manifest(path)
-    if manifest.get("release") != CONFORMER_RELEASE:
-        raise ValueError(f"{path} is a {manifest.get('release')!r} release, not {CONFORMER_RELEASE}")
-    version = str(manifest.get("release_version", "0"))
-    if int(version.split(".")[0]) < MIN_CONFORMER_VERSION:
+    if manifest.release != CONFORMER_RELEASE:
+        raise ValueError(f"{path} is a {manifest.release!r} release, not {CONFORMER_RELEASE}")
+    version = manifest.release_version
+    if manifest.major_version < MIN_CONFORMER_VERSION:
         raise ValueError(
             f"{path} is random-conformers {version}, which has no undistorted_positions (its positions carry the "
             f"training noise and rescale); crystals need the undistorted conformer: rebuild the conformer release "
             f"with this densegen (version >= {MIN_CONFORMER_VERSION}.0.0), e.g. `{BUILD_HINT}`")
     items = [Input(s["__key__"], conformer_text(s), CONFORMER_SOURCE)
-             for split in manifest["splits"] for s in iter_release(path, split)]
+             for split in manifest.split_names for s in iter_release(path, split)]
     items.sort(key=lambda i: hashlib.sha256(i.key.encode()).hexdigest())
     return items
 
@@ -389,7 +389,7 @@ class P1Crystals(ReleaseSpec):
     def card_body(self, manifest: dict) -> str:
         from builders.crystals.optimize import lj_bound
 
-        p = manifest["parameters"]
+        p = manifest.parameters
         mace = (f"MACE lattice energies from the local model file `{Path(p['mace_model']).name}` (sha256 "
                 f"`{p['mace_model_sha256']}`), evaluated in {p['mace_dtype']}." if p.get("mace_model")
                 else "This build has no MACE energies (built without `--mace-model`).")

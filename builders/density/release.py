@@ -260,7 +260,7 @@ class QM9HFDensity(_DensityRelease):
 
 
 def _subset_note(manifest: dict) -> str:
-    p = manifest.get("parameters", {})
+    p = manifest.parameters
     if p.get("gdb_indices") is None:
         return ""
     which = f", lines of split {p['gdb_split']!r}" if p.get("gdb_split") else ""
@@ -313,7 +313,7 @@ def read_gdb_index_file(path, split: str | None = None) -> tuple[np.ndarray, str
 
 def _first_split(manifest: dict) -> str:
     """The first split with samples (where the card's example reads one); "train" if none."""
-    return next((s for s in ("train", "valid", "test") if manifest["splits"][s]["samples"]), "train")
+    return next((s for s in ("train", "valid", "test") if manifest.samples(s)), "train")
 
 
 CARD_BODY = """## How it was built

@@ -45,7 +45,7 @@ from builders.format.encoding import encode_sample
 from builders.format.executor import WorkerDied, make_executor
 from builders.format.failures import MoleculeFailure
 from builders.format.fields import sample_problems
-from builders.format.manifest import FAILURES, MANIFEST, WORK_DIR, release_dir
+from builders.format.manifest import CARD, FAILURES, MANIFEST, WORK_DIR, Manifest, release_dir
 from builders.format.provenance import PACKAGE_VERSION, git_commit, package_versions
 from builders.format.registry import import_string_of
 from builders.format.spec import Built, Input, ReleaseSpec
@@ -250,7 +250,7 @@ def build_lock(root: Path, name: str):
 
 def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, limit: int | None = None,
                   workers: int = 1, keep_work: bool = False, progress: bool = True, executor=None,
-                  unit_size: int | None = None) -> dict:
+                  unit_size: int | None = None) -> "Manifest":
     """Build (or resume) a release under ``<root>/densegen/<name>``.
 
     Args:
@@ -319,7 +319,7 @@ def _build_locked(spec, root, params, seed, limit, workers, keep_work, progress,
         if isinstance(old, dict) and old.get("build_identity") == identity:
             if progress:
                 print(f"{spec.name}: already built at {out} with these parameters; nothing to do")
-            return old
+            return Manifest(old)
     if params_path.exists():
         try:
             old = json.loads(params_path.read_text())
@@ -474,8 +474,9 @@ def finalize(spec: ReleaseSpec, out: Path, chunks, records: dict, rejected, full
         "timing": {"build_seconds_this_run": round(build_seconds, 3),
                    "stage_cpu_seconds": {k: round(v, 3) for k, v in sorted(stage_seconds.items())}},
     }
+    manifest = Manifest(manifest)
     write_atomic(out / MANIFEST, _json_bytes(manifest))
-    write_atomic(out / "README.md", card.render_card(spec, manifest).encode("utf-8"))
+    write_atomic(out / CARD, card.render_card(spec, manifest).encode("utf-8"))
     return manifest
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import yaml
 
 from builders.format.fields import markdown_table
+from builders.format.manifest import Manifest
 
 CITATIONS = """\
 ```bibtex
@@ -26,9 +27,10 @@ def _split_files(manifest: dict, config: str, cfg: dict, split: str) -> list[str
 def card_metadata(spec, manifest: dict) -> dict:
     """The YAML header: license, tags, configs with data_files (the exact shard paths) per
     split, declared features."""
-    splits = [s for s, v in manifest["splits"].items() if v["samples"] > 0]
-    n = sum(v["samples"] for v in manifest["splits"].values())
-    configs = manifest.get("configs") or {"default": {"folder": "data", "default": True,
+    manifest = Manifest(manifest)
+    splits = [s for s in manifest.split_names if manifest.samples(s) > 0]
+    n = sum(manifest.samples(s) for s in manifest.split_names)
+    configs = manifest.configs or {"default": {"folder": "data", "default": True,
                                                       "splits": {s: {"bytes": manifest["splits"][s]["bytes"]} for s in splits}}}
     size = ("n<1K" if n < 1_000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000
             else "100K<n<1M" if n < 1_000_000 else "1M<n<10M")
@@ -40,25 +42,26 @@ def card_metadata(spec, manifest: dict) -> dict:
         "configs": [{"config_name": name, **({"default": True} if cfg["default"] else {}),
                      "data_files": [{"split": s, "path": _split_files(manifest, name, cfg, s)} for s in splits]}
                     for name, cfg in configs.items()],
-        "dataset_info": [{"config_name": name, "features": spec.features(name, manifest["parameters"])._to_yaml_list(),
+        "dataset_info": [{"config_name": name, "features": spec.features(name, manifest.parameters)._to_yaml_list(),
                           "splits": [{"name": s, "num_bytes": cfg["splits"][s]["bytes"],
-                                      "num_examples": manifest["splits"][s]["samples"]} for s in splits]}
+                                      "num_examples": manifest.samples(s)} for s in splits]}
                          for name, cfg in configs.items()],
     }
 
 
 def render_card(spec, manifest: dict) -> str:
     """Full README.md text: YAML front matter + a generated body."""
+    manifest = Manifest(manifest)
     meta = yaml.safe_dump(card_metadata(spec, manifest), sort_keys=False, default_flow_style=False)
     sp = manifest["splits"]
     rows = "\n".join(f"| {s} | {v['samples']} | {v['shards']} |" for s, v in sp.items())
-    fails = "\n".join(f"| {stage} | {n} |" for stage, n in manifest["failures"]["by_stage"].items()) or "| (none) | 0 |"
-    params = "\n".join(f"| `{k}` | `{v}` |" for k, v in manifest["parameters"].items())
-    commit = manifest["builder"].get("git_commit") or "unknown"
-    configs = manifest.get("configs") or {}
-    default_config = next((n for n, c in configs.items() if c.get("default")), next(iter(configs), "default"))
+    fails = "\n".join(f"| {stage} | {n} |" for stage, n in manifest.failures_by_stage.items()) or "| (none) | 0 |"
+    params = "\n".join(f"| `{k}` | `{v}` |" for k, v in manifest.parameters.items())
+    commit = manifest.builder_commit or "unknown"
+    configs = manifest.configs
+    default_config = manifest.default_config
     full_config = next((n for n, c in configs.items() if not c.get("excluded_fields")), default_config)
-    field_table = markdown_table(spec.fields(full_config, manifest["parameters"]))
+    field_table = markdown_table(spec.fields(full_config, manifest.parameters))
     return f"""---
 {meta}---
 

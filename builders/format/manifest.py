@@ -87,6 +87,67 @@ class ManifestError(ValueError):
     """``manifest.json`` is not valid JSON or does not have the shape of a densegen manifest."""
 
 
+class Manifest(dict):
+    """A validated ``manifest.json`` (what :func:`read_manifest` returns): the parsed dict, with
+    named accessors for what readers, verify, the card and the benchmark tasks use, so no
+    caller spells a raw key. Still a dict: ``json.dumps`` and ``==`` work as on the parsed file.
+    """
+
+    @property
+    def release(self) -> str:
+        """Release name, e.g. ``"qm9-hf-density"``."""
+        return self["release"]
+
+    @property
+    def release_version(self) -> str:
+        """Release version (``"0"`` when an old manifest does not say)."""
+        return str(self.get("release_version", "0"))
+
+    @property
+    def major_version(self) -> int:
+        """Major part of :attr:`release_version`."""
+        return int(self.release_version.split(".")[0])
+
+    @property
+    def parameters(self) -> dict:
+        """The build parameters the release was made with (``{}`` when not recorded)."""
+        return self.get("parameters") or {}
+
+    @property
+    def split_names(self) -> list[str]:
+        """Split names in manifest order."""
+        return list(self["splits"])
+
+    def samples(self, split: str) -> int:
+        """Number of samples in ``split``."""
+        return int(self["splits"][split]["samples"])
+
+    @property
+    def failures_total(self) -> int:
+        """Inputs that failed to build (0 when not recorded)."""
+        return int((self.get("failures") or {}).get("total", 0))
+
+    @property
+    def failures_by_stage(self) -> dict:
+        """Failed inputs per stage (``{}`` when not recorded)."""
+        return dict((self.get("failures") or {}).get("by_stage", {}))
+
+    @property
+    def builder_commit(self) -> str | None:
+        """git commit of the densegen that built the release, when recorded."""
+        return (self.get("builder") or {}).get("git_commit")
+
+    @property
+    def configs(self) -> dict:
+        """Config name -> its record (``{}`` for manifests without configs)."""
+        return self.get("configs") or {}
+
+    @property
+    def default_config(self) -> str:
+        """Name of the default config (``"default"`` for manifests without configs)."""
+        return default_config(self)
+
+
 @dataclass(frozen=True)
 class ShardSpec:
     """One shard and what the manifest says about it (None = not recorded).
@@ -169,13 +230,13 @@ def validate_manifest(manifest, source: str = MANIFEST) -> dict:
     return manifest
 
 
-def read_manifest(path) -> dict:
+def read_manifest(path) -> Manifest:
     """Read and validate the manifest of a release.
 
     Args:
         path: release folder (``.../densegen/<name>``) or its ``manifest.json``.
     Returns:
-        the manifest dict.
+        the :class:`Manifest`.
     Raises:
         FileNotFoundError: naming the folder when it has no manifest.json.
         ManifestError: (a ValueError) naming the file when it is not JSON or has the wrong shape.
@@ -188,7 +249,7 @@ def read_manifest(path) -> dict:
         manifest = json.loads(file.read_bytes())
     except (UnicodeDecodeError, json.JSONDecodeError) as err:
         raise ManifestError(f"{file}: not valid JSON ({err})") from None
-    return validate_manifest(manifest, str(file))
+    return Manifest(validate_manifest(manifest, str(file)))
 
 
 def default_config(manifest: dict) -> str:
