@@ -15,7 +15,7 @@ from builders.density.conformers import conformer_search, select_candidates  # n
 from builders.density.filters import MAIN_GROUP_UP_TO_BA, filter_smiles  # noqa: E402
 from builders.density.rhf import run_rhf  # noqa: E402
 from builders.format.timeout import Deadline, TimeLimitExceeded, time_limit  # noqa: E402
-from builders.density.frame import frame_points_bohr, seed_frame  # noqa: E402
+from builders.density.frame import grid_points, seed_frame  # noqa: E402
 from builders.density.schema import BOHR_PER_ANGSTROM  # noqa: E402
 from builders.density.storage import unpack_density_matrix  # noqa: E402
 from builders.format.failures import MoleculeFailure  # noqa: E402
@@ -98,7 +98,8 @@ def test_seed_frame_reproduces_pyscf_cubegen_box():
     assert frame["grid_shape"].dtype == np.int32 and frame["grid_origin"].dtype == np.float64
     assert frame["grid_shape"].tolist() == n_seed
     cube = cubegen.Cube(mol, *n_seed, margin=3.0)
-    np.testing.assert_allclose(frame_points_bohr(frame), cube.get_coords(), atol=1e-10)
+    np.testing.assert_allclose(grid_points(frame["grid_origin"], frame["grid_axes"], frame["grid_shape"]),
+                               cube.get_coords(), atol=1e-10)
     # 128^3 resampling of the same box: same corners
     f128 = seed_frame(pos, shape=(128, 128, 128))
     pts = frame_points_bohr(f128)

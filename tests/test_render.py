@@ -12,8 +12,8 @@ from pyscf.dft import numint
 
 from builders.density import render_density, render_density_at_points
 from builders.density.molecule import density_matrix_from_sample, mole_from_sample
-from builders.density.render import (_CartBasis, default_frame, electron_count, grid_points,
-                                     resolve_frame)
+from builders.density.frame import grid_points
+from builders.density.render import _CartBasis, default_frame, electron_count, resolve_frame
 from builders.density.storage import pack_density_matrix
 
 GEOMETRIES = {  # Angstrom

@@ -89,12 +89,12 @@ def seed_frame(positions_angstrom, margin_bohr: float = SEED_MARGIN_BOHR, shape=
     }
 
 
-def frame_points_bohr(frame: dict) -> np.ndarray:
-    """All grid points of a frame, (nx*ny*nz, 3) float64 Bohr, C order (k fastest).
+def grid_points(origin, axes, shape) -> np.ndarray:
+    """All grid points of a frame, (n1*n2*n3, 3) float64 Bohr, C order (last axis fastest).
 
     Args:
-        frame: dict with ``grid_origin``, ``grid_axes``, ``grid_shape`` as from :func:`seed_frame`.
+        origin: (3,) Bohr. axes: (3, 3) Bohr, row a = step along grid axis a. shape: (3,) points.
     """
-    n = np.asarray(frame["grid_shape"], dtype=np.int64)
-    idx = np.stack(np.meshgrid(*(np.arange(k) for k in n), indexing="ij"), axis=-1).reshape(-1, 3)
-    return np.asarray(frame["grid_origin"], dtype=np.float64) + idx @ np.asarray(frame["grid_axes"], dtype=np.float64)
+    idx = [np.arange(n, dtype=np.float64) for n in np.asarray(shape, dtype=np.int64).ravel()]
+    g = np.stack(np.meshgrid(*idx, indexing="ij"), axis=-1).reshape(-1, 3)
+    return np.asarray(origin, dtype=np.float64) + g @ np.asarray(axes, dtype=np.float64)

@@ -29,7 +29,7 @@ import numpy as np
 from pyscf import gto
 from scipy.linalg import blas
 
-from builders.density.frame import SEED_MARGIN_BOHR, SEED_SHAPE
+from builders.density.frame import SEED_MARGIN_BOHR, SEED_SHAPE, grid_points
 from builders.density.molecule import density_matrix_from_sample, field, mole_from_sample
 from builders.density.schema import ANGSTROM_PER_BOHR
 from builders.format.reader import as_fields
@@ -104,13 +104,6 @@ def resolve_frame(sample: dict, shape=SEED_SHAPE, origin=None, axes=None):
     origin = np.asarray(origin, dtype=np.float64).reshape(3)
     axes = np.asarray(axes, dtype=np.float64).reshape(3, 3)
     return origin, axes, shape
-
-
-def grid_points(origin, axes, shape) -> np.ndarray:
-    """All grid points, (n1*n2*n3, 3) in Bohr, C order (last axis fastest)."""
-    idx = [np.arange(n, dtype=np.float64) for n in shape]
-    g = np.stack(np.meshgrid(*idx, indexing="ij"), axis=-1).reshape(-1, 3)
-    return np.asarray(origin, dtype=np.float64) + g @ np.asarray(axes, dtype=np.float64)
 
 
 # --------------------------------------------------------------------------- basis tables
