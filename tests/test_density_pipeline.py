@@ -102,7 +102,7 @@ def test_seed_frame_reproduces_pyscf_cubegen_box():
                                cube.get_coords(), atol=1e-10)
     # 128^3 resampling of the same box: same corners
     f128 = seed_frame(pos, shape=(128, 128, 128))
-    pts = frame_points_bohr(f128)
+    pts = grid_points(f128["grid_origin"], f128["grid_axes"], f128["grid_shape"])
     np.testing.assert_allclose(pts[0], cube.get_coords()[0], atol=1e-10)
     np.testing.assert_allclose(pts[-1], cube.get_coords()[-1], atol=1e-10)
     assert np.allclose(np.diag(f128["grid_axes"]) * 127, extent + 6.0)
