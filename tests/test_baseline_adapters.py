@@ -276,7 +276,7 @@ def densities():
     """Water and methane RHF/STO-3G density samples (bounding box + 3 Bohr frames)."""
     from pyscf import gto, scf
 
-    from builders.density.render import default_frame
+    from builders.density.frame import box_frame
     from builders.density.storage import pack_density_matrix
 
     out = []
@@ -288,7 +288,8 @@ def densities():
         mf.conv_tol = 1e-9
         mf.kernel()
         assert mf.converged
-        origin, axes = default_frame(mol.atom_coords(unit="Bohr"), shape)
+        frame = box_frame(mol.atom_coords(unit="Bohr"), shape=shape)
+        origin, axes = frame["grid_origin"], frame["grid_axes"]
         out.append({"atomic_numbers": mol.atom_charges().astype(np.uint8),
                     "positions": mol.atom_coords(unit="Angstrom"), "basis": "sto-3g",
                     "density_matrix": pack_density_matrix(mf.make_rdm1(), np.float32),

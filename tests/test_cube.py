@@ -177,14 +177,16 @@ def test_truncated_data_and_bad_header(tmp_path):
 def test_export_cube_of_density_sample(tmp_path):
     from pyscf import gto, scf
 
-    from builders.density.render import default_frame, render_density
+    from builders.density.frame import box_frame
+    from builders.density.render import render_density
     from builders.density.storage import pack_density_matrix
 
     mol = gto.M(atom="O 0 0 0.1173; H 0 0.7572 -0.4692; H 0 -0.7572 -0.4692", basis="sto-3g",
                 verbose=0)
     dm = scf.RHF(mol).run().make_rdm1()
     shape = (56, 60, 52)
-    origin, axes = default_frame(mol.atom_coords(), shape)
+    frame = box_frame(mol.atom_coords(), shape=shape)
+    origin, axes = frame["grid_origin"], frame["grid_axes"]
     sample = dict(atomic_numbers=np.array([8, 1, 1], np.uint8),
                   positions=mol.atom_coords(unit="Angstrom"), basis="sto-3g",
                   density_matrix=pack_density_matrix(dm), grid_origin=origin, grid_axes=axes,
@@ -394,11 +396,12 @@ def test_corrupt_or_mislabelled_compressed_files_are_refused(tmp_path):
 def test_far_corner_of_a_128_cubed_frame_round_trips_to_1e_9_bohr(tmp_path):
     """The header (origin, axes) is what fixes voxel positions: write the frame of a 128^3
     grid with a 2x2x2 payload and compare origin + 127 * (a1 + a2 + a3) after reading."""
-    from builders.density.render import default_frame
+    from builders.density.frame import box_frame
 
     rng = np.random.default_rng(3)
     pos = rng.normal(scale=2.0, size=(9, 3))
-    origin, axes = default_frame(pos, (128, 128, 128))  # steps like 0.0797402... Bohr
+    frame = box_frame(pos, shape=(128, 128, 128))  # steps like 0.0797402... Bohr
+    origin, axes = frame["grid_origin"], frame["grid_axes"]
     skew = np.array([[1.0, 0.013, 0.0], [0.0, 1.0, -0.007], [0.011, 0.0, 1.0]])
     for k, ax in enumerate([axes, skew @ axes]):
         p = tmp_path / f"frame{k}.cube"

@@ -12,8 +12,8 @@ from pyscf.dft import numint
 
 from builders.density import render_density, render_density_at_points
 from builders.density.molecule import density_matrix_from_sample, mole_from_sample
-from builders.density.frame import grid_points
-from builders.density.render import _CartBasis, default_frame, electron_count, resolve_frame
+from builders.density.frame import box_frame, grid_points
+from builders.density.render import _CartBasis, electron_count, resolve_frame
 from builders.density.storage import pack_density_matrix
 
 GEOMETRIES = {  # Angstrom
@@ -35,7 +35,8 @@ def _rhf(atom: str, basis: str = "sto-3g"):
 
 
 def _sample(mol, dm, shape=(32, 36, 40), dtype=np.float64, margin=3.0):
-    origin, axes = default_frame(mol.atom_coords(unit="Bohr"), shape, margin)
+    frame = box_frame(mol.atom_coords(unit="Bohr"), margin_bohr=margin, shape=shape)
+    origin, axes = frame["grid_origin"], frame["grid_axes"]
     return dict(atomic_numbers=mol.atom_charges().astype(np.uint8),
                 positions=mol.atom_coords(unit="Angstrom"), basis=mol.basis,
                 density_matrix=pack_density_matrix(dm, dtype), grid_origin=origin,

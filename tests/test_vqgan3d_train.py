@@ -101,13 +101,14 @@ def test_release_grids_render_real_density(monkeypatch, tmp_path):
     import builders.format.reader
     from baselines.vqgan3d.train import ReleaseGrids
     from builders.density import render_density
-    from builders.density.render import default_frame
+    from builders.density.frame import box_frame
     from builders.density.storage import pack_density_matrix
 
     mol = gto.M(atom="O 0 0 0.1173; H 0 0.7572 -0.4692; H 0 -0.7572 -0.4692", basis="sto-3g",
                 unit="Angstrom", verbose=0)
     mf = scf.RHF(mol).run()
-    origin, axes = default_frame(mol.atom_coords(unit="Bohr"), (20, 20, 20), 3.0)
+    frame = box_frame(mol.atom_coords(unit="Bohr"), margin_bohr=3.0, shape=(20, 20, 20))
+    origin, axes = frame["grid_origin"], frame["grid_axes"]
     sample = {"atomic_numbers": mol.atom_charges().astype(np.uint8),
               "positions": mol.atom_coords(unit="Angstrom"), "basis": "sto-3g",
               "density_matrix": pack_density_matrix(mf.make_rdm1()), "grid_origin": origin,

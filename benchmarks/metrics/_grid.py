@@ -71,16 +71,3 @@ def voxel_volume(axes) -> torch.Tensor:
     """Voxel volume |det(axes)| in Bohr^3; ``axes`` (3, 3) -> scalar or (B, 3, 3) -> (B,)."""
     a = torch.as_tensor(np.asarray(axes, dtype=np.float64))
     return torch.linalg.det(a).abs()
-
-
-def grid_points(origin, axes, shape) -> torch.Tensor:
-    """Cartesian coordinates (Bohr) of every grid point, shape (X, Y, Z, 3).
-
-    Args:
-        origin: (3,) Bohr. axes: (3, 3) Bohr. shape: (X, Y, Z).
-    """
-    o = torch.as_tensor(np.asarray(origin, dtype=np.float64))
-    a = torch.as_tensor(np.asarray(axes, dtype=np.float64))
-    idx = [torch.arange(n, dtype=torch.float64) for n in shape]
-    i, j, k = torch.meshgrid(*idx, indexing="ij")
-    return o + i[..., None] * a[0] + j[..., None] * a[1] + k[..., None] * a[2]

@@ -16,9 +16,10 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from builders.density.frame import grid_points
 from builders.density.schema import BOHR_PER_ANGSTROM
 from benchmarks.metrics._grid import (
-    as_batch, as_pair, frame_batch, grid_points, reduce, voxel_volume,
+    as_batch, as_pair, frame_batch, reduce, voxel_volume,
 )
 
 TRANSFORMS = ("raw", "log1p")
@@ -147,7 +148,7 @@ def dipole_moment(grid, origin, axes, atomic_numbers, positions_angstrom):
     if g.shape[0] != 1:
         raise ValueError("dipole_moment takes one grid (X, Y, Z); loop over a batch")
     g = g[0]
-    r = grid_points(origin, axes, g.shape)
+    r = torch.from_numpy(grid_points(origin, axes, g.shape)).reshape(*g.shape, 3)
     dv = voxel_volume(axes)
     mu_el = -(g[..., None] * r).reshape(-1, 3).sum(0) * dv
     z = torch.as_tensor(np.asarray(atomic_numbers, dtype=np.float64)).reshape(-1)

@@ -40,10 +40,22 @@ def seed_points_per_axis(extent_bohr) -> np.ndarray:
 
 def seed_frame(positions_angstrom, margin_bohr: float = SEED_MARGIN_BOHR, shape=None,
                cubic: bool = False, spacing_bohr: float | None = None) -> dict:
-    """Grid frame around a molecule: bounding box of the atoms + ``margin_bohr`` on each side.
+    """The seed's grid frame around a molecule given in Angstrom (the samples' unit): converts
+    to Bohr and calls :func:`box_frame` (see there for the arguments and the result).
 
     Args:
         positions_angstrom: (N, 3) atom positions, Angstrom.
+    """
+    pos = np.asarray(positions_angstrom, dtype=np.float64).reshape(-1, 3) * BOHR_PER_ANGSTROM
+    return box_frame(pos, margin_bohr=margin_bohr, shape=shape, cubic=cubic, spacing_bohr=spacing_bohr)
+
+
+def box_frame(positions_bohr, margin_bohr: float = SEED_MARGIN_BOHR, shape=None,
+              cubic: bool = False, spacing_bohr: float | None = None) -> dict:
+    """Grid frame around a molecule: bounding box of the atoms + ``margin_bohr`` on each side.
+
+    Args:
+        positions_bohr: (N, 3) atom positions, Bohr.
         margin_bohr: margin added on each side of the atoms' bounding box, Bohr.
         shape: (3,) points per axis. ``None``: the seed's ``6*(int(extent_i)+2)`` with
             ``extent_i`` the atoms' extent WITHOUT margin (with ``cubic``: the largest extent).
@@ -58,9 +70,9 @@ def seed_frame(positions_angstrom, margin_bohr: float = SEED_MARGIN_BOHR, shape=
         ``grid_shape`` (3,) int32. First and last points lie on the box faces
         (cubegen's ``endpoint=True`` convention): step_i = L_i / (n_i - 1).
     """
-    pos = np.asarray(positions_angstrom, dtype=np.float64).reshape(-1, 3) * BOHR_PER_ANGSTROM
+    pos = np.asarray(positions_bohr, dtype=np.float64).reshape(-1, 3)
     if pos.shape[0] == 0:
-        raise ValueError("seed_frame needs at least one atom")
+        raise ValueError("a grid frame needs at least one atom")
     if margin_bohr < 0:
         raise ValueError(f"margin_bohr must be >= 0, got {margin_bohr}")
     lo, hi = pos.min(axis=0), pos.max(axis=0)
@@ -91,6 +103,8 @@ def seed_frame(positions_angstrom, margin_bohr: float = SEED_MARGIN_BOHR, shape=
 
 def grid_points(origin, axes, shape) -> np.ndarray:
     """All grid points of a frame, (n1*n2*n3, 3) float64 Bohr, C order (last axis fastest).
+    The one definition of where a grid's points are: the renderer and the density metrics
+    both use it (``.reshape(*shape, 3)`` gives the (X, Y, Z, 3) form).
 
     Args:
         origin: (3,) Bohr. axes: (3, 3) Bohr, row a = step along grid axis a. shape: (3,) points.

@@ -29,7 +29,7 @@ import numpy as np
 from pyscf import gto
 from scipy.linalg import blas
 
-from builders.density.frame import SEED_MARGIN_BOHR, SEED_SHAPE, grid_points
+from builders.density.frame import SEED_SHAPE, box_frame, grid_points
 from builders.density.molecule import density_matrix_from_sample, field, mole_from_sample
 from builders.density.schema import ANGSTROM_PER_BOHR
 from builders.format.reader import as_fields
@@ -42,24 +42,6 @@ _COMMON_FACTOR = {0: 0.282094791773878143, 1: 0.488602511902919921}
 
 
 # --------------------------------------------------------------------------- frames
-def default_frame(positions_bohr: np.ndarray, shape, margin: float = SEED_MARGIN_BOHR):
-    """Axis-aligned frame around a molecule: bounding box + ``margin`` Bohr on each side.
-
-    Args:
-        positions_bohr: (N, 3) atom positions in Bohr.
-        shape: (3,) number of grid points per axis.
-        margin: margin in Bohr on each side.
-    Returns:
-        (origin (3,), axes (3, 3)) in Bohr; point (i,j,k) = origin + i*axes[0] + j*axes[1] + ...
-    """
-    pos = np.asarray(positions_bohr, dtype=np.float64).reshape(-1, 3)
-    lo = pos.min(axis=0) - margin
-    hi = pos.max(axis=0) + margin
-    n = np.asarray(shape, dtype=np.float64)
-    steps = (hi - lo) / np.maximum(n - 1, 1)
-    return lo, np.diag(steps)
-
-
 def resolve_frame(sample: dict, shape=SEED_SHAPE, origin=None, axes=None):
     """The grid frame used by :func:`render_density`.
 
@@ -67,7 +49,7 @@ def resolve_frame(sample: dict, shape=SEED_SHAPE, origin=None, axes=None):
     ``origin``/``axes`` are given. When ``shape`` differs from ``grid_shape`` and ``axes`` is
     None the SAME box is resampled: axes_i is scaled so that origin + (n_i - 1) axes_i stays
     the far corner. ``shape=None`` means the sample's own ``grid_shape``. A sample without a
-    frame gets :func:`default_frame` (bounding box + 3 Bohr).
+    frame gets :func:`builders.density.frame.box_frame` (bounding box + 3 Bohr).
 
     Args:
         sample: any form :func:`builders.format.reader.as_fields` takes.
@@ -95,8 +77,9 @@ def resolve_frame(sample: dict, shape=SEED_SHAPE, origin=None, axes=None):
                 origin = np.asarray(sample["grid_origin"], dtype=np.float64)
         else:
             pos_bohr = np.asarray(field(sample, "positions"), dtype=np.float64) / ANGSTROM_PER_BOHR
-            o_def, axes = default_frame(pos_bohr, shape)
-            origin = o_def if origin is None else origin
+            box = box_frame(pos_bohr, shape=shape)
+            axes = box["grid_axes"]
+            origin = box["grid_origin"] if origin is None else origin
     if origin is None:
         if not has_frame:
             raise ValueError("axes given without origin for a sample that has no grid_origin")
@@ -452,5 +435,5 @@ def electron_count(rho, axes) -> float:
     return float(rho.sum()) * vol
 
 
-__all__ = ["render_density", "render_density_at_points", "resolve_frame", "default_frame",
+__all__ = ["render_density", "render_density_at_points", "resolve_frame",
            "grid_points", "electron_count"]
