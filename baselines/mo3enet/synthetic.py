@@ -13,14 +13,13 @@ def rdkit_samples(smiles=DEFAULT_SMILES, seed: int = 0) -> list[dict]:
     plus ``smiles``. Raises ValueError for a SMILES RDKit cannot embed.
     """
     from rdkit import Chem
-    from rdkit.Chem import AllChem
+
+    from builders.etkdg import embed_one, etkdg_params
 
     out = []
     for smi in smiles:
         mol = Chem.AddHs(Chem.MolFromSmiles(smi))
-        params = AllChem.ETKDGv3()
-        params.randomSeed = seed
-        if AllChem.EmbedMolecule(mol, params) != 0:
+        if not embed_one(mol, etkdg_params(seed)):
             raise ValueError(f"RDKit could not embed {smi!r}")
         pos = mol.GetConformer().GetPositions().astype(np.float32)
         z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()], dtype=np.uint8)

@@ -47,6 +47,7 @@ import numpy as np
 from rdkit import Chem, RDLogger
 from rdkit.Chem import AllChem, rdMolTransforms
 
+from builders.etkdg import embed_one, etkdg_params
 from builders.format.failures import MoleculeFailure
 
 RDLogger.DisableLog("rdApp.*")
@@ -130,12 +131,9 @@ def embed(mol: Chem.Mol, rng: np.random.Generator) -> Chem.Mol:
         MoleculeFailure: stage ``embed`` when RDKit cannot embed the molecule.
     """
     molh = Chem.AddHs(mol)
-    ps = AllChem.ETKDGv3()
-    ps.randomSeed = int(rng.integers(1, 2**31 - 1))
-    ps.maxIterations = 200
-    if AllChem.EmbedMolecule(molh, ps) != 0:
-        ps.useRandomCoords = True
-        if AllChem.EmbedMolecule(molh, ps) != 0:
+    seed = int(rng.integers(1, 2**31 - 1))
+    if not embed_one(molh, etkdg_params(seed, max_iterations=200)):
+        if not embed_one(molh, etkdg_params(seed, max_iterations=200, random_coords=True)):
             raise MoleculeFailure("embed", "RDKit ETKDG could not embed a 3D conformer")
     return molh
 

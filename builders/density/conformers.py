@@ -23,11 +23,11 @@ Slots of conformers that were pruned or failed hold NaN, so the result has a fix
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
 
+from builders.etkdg import embed_conformers, etkdg_params
 from builders.format.timeout import Deadline
 from builders.format.failures import MoleculeFailure
 
@@ -73,18 +73,9 @@ def rdkit_seed(seed: int) -> int:
 
 
 def _embed(molh, n_conformers: int, seed: int, random_coords: bool, timeout_s: float) -> list[int]:
-    from rdkit.Chem import rdDistGeom
-
-    params = rdDistGeom.ETKDGv3()
-    params.randomSeed = rdkit_seed(seed)
-    params.pruneRmsThresh = PRUNE_RMS_ANGSTROM
-    params.onlyHeavyAtomsForRMS = False
-    params.useSymmetryForPruning = False
-    params.numThreads = 1
-    params.useRandomCoords = bool(random_coords)
-    if math.isfinite(timeout_s):
-        params.timeout = max(1, int(math.ceil(timeout_s)))
-    return list(rdDistGeom.EmbedMultipleConfs(molh, int(n_conformers), params))
+    params = etkdg_params(rdkit_seed(seed), prune_rms_angstrom=PRUNE_RMS_ANGSTROM,
+                          random_coords=random_coords, timeout_s=timeout_s)
+    return embed_conformers(molh, n_conformers, params)
 
 
 def conformer_search(mol, n_conformers: int = 50, seed: int = 0, mmff_max_iters: int = MMFF_MAX_ITERS,
