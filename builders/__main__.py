@@ -58,7 +58,7 @@ def _built_release_spec(path: Path):
     """The registered ReleaseSpec of the release built at ``path`` (named by its manifest)."""
     from builders.format.reader import read_manifest
 
-    return get_release(read_manifest(path)["release"])
+    return get_release(read_manifest(path).release)
 
 
 def _cmd_preview(args) -> int:

@@ -55,12 +55,12 @@ def build_molecules(smiles=SMILES, seed: int = 0):
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
+    from builders.etkdg import embed_one, etkdg_params
+
     out = []
     for smi in smiles:
         mol = Chem.AddHs(Chem.MolFromSmiles(smi))
-        params = AllChem.ETKDGv3()
-        params.randomSeed = seed
-        if AllChem.EmbedMolecule(mol, params) != 0:
+        if not embed_one(mol, etkdg_params(seed)):
             raise RuntimeError(f"embedding failed for {smi}")
         AllChem.MMFFOptimizeMolecule(mol)
         z = np.array([a.GetAtomicNum() for a in mol.GetAtoms()])

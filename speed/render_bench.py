@@ -34,10 +34,10 @@ def _geometry(smiles: str, seed: int = 7):
     from rdkit import Chem
     from rdkit.Chem import AllChem
 
+    from builders.etkdg import embed_one, etkdg_params
+
     m = Chem.AddHs(Chem.MolFromSmiles(smiles))
-    params = AllChem.ETKDGv3()
-    params.randomSeed = seed
-    if AllChem.EmbedMolecule(m, params) != 0:
+    if not embed_one(m, etkdg_params(seed)):
         raise RuntimeError(f"embedding failed for {smiles}")
     AllChem.MMFFOptimizeMolecule(m, maxIters=2000)
     pos = np.array(m.GetConformer().GetPositions())

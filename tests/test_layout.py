@@ -136,3 +136,64 @@ def test_readers_get_a_manifest_with_named_accessors(tmp_path, small_smiles_file
     assert sum(manifest.samples(s) for s in manifest.split_names) + manifest.failures_total == 12
     assert manifest.parameters["input"] == str(small_smiles_file) and manifest.default_config == "default"
     assert Manifest({"release": "x", "splits": {}, "shards": []}).release_version == "0"
+    # the sizes and counts the card and the summary line print come from the shard list
+    assert manifest.total_samples == sum(sh["count"] for sh in manifest.shard_records)
+    assert manifest.total_bytes == sum((out / p).stat().st_size
+                                       for s in manifest.split_names for p in manifest.shard_paths(s))
+    for s in manifest.split_names:
+        assert manifest.split_bytes(s) == manifest["splits"][s]["bytes"]
+        assert manifest.split_shards(s) == manifest["splits"][s]["shards"] == len(manifest.shard_paths(s))
+
+
+def test_the_manifest_layout_is_assembled_in_one_place():
+    """Manifest.assemble writes what read_manifest accepts, with per-config and per-split sums
+    computed from the shard list (a wrong sum or a missing key would fail validation or here)."""
+    from builders.format.manifest import Manifest, validate_manifest
+
+    shards = [{"path": f"{folder}/{split}/x-{split}-{i:06d}.tar", "config": cfg, "split": split,
+               "sha256": "0" * 64, "bytes": 100 * (i + 1), "count": 3}
+              for cfg, folder in (("compact", "data"), ("grid", "grid"))
+              for split in ("train", "test") for i in range(2 if split == "train" else 1)]
+    m = Manifest.assemble(
+        release="r", release_version="1.0.0", license="cc-by-4.0", format_version=2, builder={"version": "9"},
+        parameters={"seed": 0}, build_identity={}, split_function={"function": "f"}, inputs={"count": 10},
+        configs=[{"name": "compact", "folder": "data", "default": True, "excluded_fields": {"density"},
+                  "fields": ["b.npy", "a.npy"]},
+                 {"name": "grid", "folder": "grid", "default": False, "excluded_fields": set(), "fields": ["a.npy"]}],
+        split_samples={"train": 6, "test": 3}, shards=shards,
+        failures=[{"stage": "rhf"}, {"stage": "rhf"}, {"stage": "filter"}], build_seconds=1.23456,
+        stage_cpu_seconds={"rhf": 2.0})
+    validate_manifest(m)
+    assert m["splits"] == {"train": {"samples": 6, "shards": 2, "bytes": 300}, "test": {"samples": 3, "shards": 1, "bytes": 100}}
+    assert m["configs"]["compact"]["fields"] == ["a.npy", "b.npy"]
+    assert m["configs"]["compact"]["excluded_fields"] == ["density"]
+    assert m["configs"]["grid"]["splits"]["train"] == {"shards": 2, "bytes": 300}
+    assert m.failures_total == 3 and m.failures_by_stage == {"filter": 1, "rhf": 2}
+    assert m.build_seconds == 1.235 and m.default_config == "compact" and m.split_function == "f"
+    assert m.shard_paths("test", "grid") == ["grid/test/x-test-000000.tar"] and m.total_bytes == 800
+
+
+#: concept -> (regular expression over the package sources, the one file allowed to hold it)
+DEFINED_ONCE = {
+    "RDKit ETKDG parameters": (r"ETKDGv\d\(", "builders/etkdg.py"),
+    "grid point coordinates": (r"def grid_points\(", "builders/density/frame.py"),
+    "bounding-box grid frame": (r"def (box_frame|default_frame)\(", "builders/density/frame.py"),
+    "cubegen's 3 Bohr margin": (r"SEED_MARGIN_BOHR\s*=", "builders/density/frame.py"),
+    "the density build time limit": (r"DEFAULT_TIME_LIMIT_S\s*=", "builders/density/params.py"),
+    "where a release lives": (r"def release_dir\(", "builders/format/manifest.py"),
+    "the manifest's layout": (r"\"build_seconds_this_run\":", "builders/format/manifest.py"),
+    "is there a manifest": (r"MANIFEST\)\.(is_file|exists)\(\)|def has_manifest\(", "builders/format/manifest.py"),
+}
+
+
+def test_each_shared_definition_lives_in_one_file():
+    import re
+
+    sources = {p.relative_to(REPO).as_posix(): p.read_text()
+               for pkg in ("builders", "benchmarks", "baselines", "leaderboard", "speed")
+               for p in (REPO / pkg).rglob("*.py")}
+    for concept, (pattern, home) in DEFINED_ONCE.items():
+        where = sorted(f for f, text in sources.items() if re.search(pattern, text))
+        if "manifest" in concept:  # the weights folder of baselines has its own manifest
+            where = [f for f in where if not f.startswith("baselines/")]
+        assert where == [home], f"{concept}: defined in {where}, expected only {home}"

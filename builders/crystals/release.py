@@ -50,7 +50,8 @@ FIELDS = (
     Field("params", "float64", (12,), "Angstrom, radian, fractional",
           "cell lengths a, b, c; angles alpha, beta, gamma; fractional centroid; orientation rotation vector"),
     Field("cell", "float64", (3, 3), "Angstrom", "cell matrix, rows = lattice vectors a, b, c"),
-    Field("inchikey", "string", (), "", "InChIKey of the molecule (split identity, shared by all its crystals)",
+    Field("inchikey", "string", (), "", "the conformer's InChIKey (stereo removed), shared by all crystals of the molecule; the split "
+          "uses its first (connectivity) block",
           meta=True),
     Field("smiles", "string", (), "", "SMILES of the molecule", meta=True),
     Field("parent_key", "string", (), "", "key of the input conformer", meta=True),
@@ -119,11 +120,11 @@ def conformer_inputs(path: Path) -> list[Input]:
     Raises:
         FileNotFoundError: when ``path`` holds no release, saying how to build one.
     """
-    from builders.format.manifest import MANIFEST
+    from builders.format.manifest import has_manifest
     from builders.format.reader import iter_release, read_manifest
 
     path = Path(path)
-    if not (path / MANIFEST).is_file():
+    if not has_manifest(path):
         raise FileNotFoundError(
             f"no random-conformers release at {path}: build it first, e.g. `{BUILD_HINT}` "
             f"(with the same --root), or pass --conformers PATH, or --input SMILES_FILE")
@@ -202,7 +203,8 @@ class P1Crystals(ReleaseSpec):
 
         out = {"conformers": params.get("conformers"), "input": params.get("input"),
                "conformer": ConformerParams(**params.get("conformer", {})).to_dict()}
-        out.update(resolve(CrystalParams, params, strict=False))
+        out.update(resolve(CrystalParams, params, extra=("conformers", "input", "conformer", "mace_model",
+                                                          "mace_model_sha256", "mace_dtype")))
         if out["n_starts"] < 1 or out["n_noisy"] < 0 or out["noise_sigma"] < 0 or not 0 < out["target_packing"] < 1:
             raise ValueError("need --starts >= 1, --noisy >= 0, --noise-sigma >= 0 and 0 < --target-packing < 1")
         if out["cutoff"] <= 0 or out["opt_cutoff"] <= 0:

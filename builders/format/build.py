@@ -446,35 +446,17 @@ def finalize(spec: ReleaseSpec, out: Path, chunks, records: dict, rejected, full
     for rec in records.values():
         stage_seconds.update(rec.get("stage_seconds", {}))
     n_inputs = sum(len(c) for c in chunks) + len(rejected)
-    manifest = {
-        "format": "webdataset",
-        "format_version": FORMAT_VERSION,
-        "release": spec.name,
-        "release_version": spec.version,
-        "license": spec.license,
-        "builder": {"package": "densegen", "version": PACKAGE_VERSION, "git_commit": git_commit(),
-                    "packages": package_versions()},
-        "parameters": full_params,
-        "build_identity": identity,
-        "split_function": split_record(),
-        "inputs": {"count": n_inputs, "processed": sum(len(c) for c in chunks), "sha256": identity["inputs_sha256"]},
-        "configs": {c.name: {"folder": c.folder, "default": c.default, "excluded_fields": sorted(c.exclude),
-                             "fields": sorted(next(iter(fields[c.name])) if fields[c.name] else
-                                              (k for k in spec.features(c.name, full_params) if not k.startswith("__"))),
-                             "splits": {s: {"shards": sum(1 for sh in shards if sh["config"] == c.name and sh["split"] == s),
-                                            "bytes": sum(sh["bytes"] for sh in shards if sh["config"] == c.name and sh["split"] == s)}
-                                        for s in SPLITS}} for c in configs},
-        "splits": {s: {"samples": len(by_split[s]),
-                       "shards": sum(1 for sh in shards if sh["split"] == s and sh["config"] == configs[0].name),
-                       "bytes": sum(sh["bytes"] for sh in shards if sh["split"] == s and sh["config"] == configs[0].name)}
-                   for s in SPLITS},
-        "shards": shards,
-        "failures": {"total": len(failures), "by_stage": dict(sorted(Counter(f["stage"] for f in failures).items())),
-                     "file": FAILURES},
-        "timing": {"build_seconds_this_run": round(build_seconds, 3),
-                   "stage_cpu_seconds": {k: round(v, 3) for k, v in sorted(stage_seconds.items())}},
-    }
-    manifest = Manifest(manifest)
+    manifest = Manifest.assemble(
+        release=spec.name, release_version=spec.version, license=spec.license, format_version=FORMAT_VERSION,
+        builder={"package": "densegen", "version": PACKAGE_VERSION, "git_commit": git_commit(),
+                 "packages": package_versions()},
+        parameters=full_params, build_identity=identity, split_function=split_record(),
+        inputs={"count": n_inputs, "processed": sum(len(c) for c in chunks), "sha256": identity["inputs_sha256"]},
+        configs=[{"name": c.name, "folder": c.folder, "default": c.default, "excluded_fields": c.exclude,
+                  "fields": next(iter(fields[c.name])) if fields[c.name] else
+                  [k for k in spec.features(c.name, full_params) if not k.startswith("__")]} for c in configs],
+        split_samples={s: len(by_split[s]) for s in SPLITS}, shards=shards, failures=failures,
+        build_seconds=build_seconds, stage_cpu_seconds=dict(stage_seconds))
     write_atomic(out / MANIFEST, _json_bytes(manifest))
     write_atomic(out / CARD, card.render_card(spec, manifest).encode("utf-8"))
     return manifest
@@ -512,11 +494,9 @@ def _members_for(units_dir: Path, group, exclude=frozenset()):
                 yield key, [(sfx, data) for sfx, data in members if sfx.split(".", 1)[0] not in exclude]
 
 
-def summary_line(manifest: dict, out: Path) -> str:
+def summary_line(manifest: Manifest, out: Path) -> str:
     """One line saying what a build produced."""
-    s = manifest["splits"]
-    n = sum(v["samples"] for v in s.values())
-    size = sum(sh["bytes"] for sh in manifest["shards"])
-    return (f"{manifest['release']}: {n} samples (train {s['train']['samples']}, valid {s['valid']['samples']}, "
-            f"test {s['test']['samples']}) in {len(manifest['shards'])} shards, {size / 1e6:.1f} MB; "
-            f"{manifest['failures']['total']} failures; {manifest['timing']['build_seconds_this_run']:.1f} s -> {out}")
+    m = manifest
+    return (f"{m.release}: {m.total_samples} samples (train {m.samples('train')}, valid {m.samples('valid')}, "
+            f"test {m.samples('test')}) in {len(m.shard_records)} shards, {m.total_bytes / 1e6:.1f} MB; "
+            f"{m.failures_total} failures; {m.build_seconds:.1f} s -> {out}")

@@ -20,8 +20,7 @@ def _split_files(manifest: dict, config: str, cfg: dict, split: str) -> list[str
     the folder is not part of the dataset)."""
     if "shards" not in manifest:  # a manifest without a shard list: the folder's shards
         return [f"{cfg['folder']}/{split}/*.tar"]
-    return [sh["path"] for sh in manifest["shards"]
-            if sh.get("config", "default") == config and sh["split"] == split]
+    return Manifest(manifest).shard_paths(split, config)
 
 
 def card_metadata(spec, manifest: dict) -> dict:
@@ -30,8 +29,7 @@ def card_metadata(spec, manifest: dict) -> dict:
     manifest = Manifest(manifest)
     splits = [s for s in manifest.split_names if manifest.samples(s) > 0]
     n = sum(manifest.samples(s) for s in manifest.split_names)
-    configs = manifest.configs or {"default": {"folder": "data", "default": True,
-                                                      "splits": {s: {"bytes": manifest["splits"][s]["bytes"]} for s in splits}}}
+    configs = manifest.configs or {"default": {"folder": "data", "default": True}}
     size = ("n<1K" if n < 1_000 else "1K<n<10K" if n < 10_000 else "10K<n<100K" if n < 100_000
             else "100K<n<1M" if n < 1_000_000 else "1M<n<10M")
     return {
@@ -43,7 +41,7 @@ def card_metadata(spec, manifest: dict) -> dict:
                      "data_files": [{"split": s, "path": _split_files(manifest, name, cfg, s)} for s in splits]}
                     for name, cfg in configs.items()],
         "dataset_info": [{"config_name": name, "features": spec.features(name, manifest.parameters)._to_yaml_list(),
-                          "splits": [{"name": s, "num_bytes": cfg["splits"][s]["bytes"],
+                          "splits": [{"name": s, "num_bytes": manifest.split_bytes(s, name),
                                       "num_examples": manifest.samples(s)} for s in splits]}
                          for name, cfg in configs.items()],
     }
@@ -53,8 +51,7 @@ def render_card(spec, manifest: dict) -> str:
     """Full README.md text: YAML front matter + a generated body."""
     manifest = Manifest(manifest)
     meta = yaml.safe_dump(card_metadata(spec, manifest), sort_keys=False, default_flow_style=False)
-    sp = manifest["splits"]
-    rows = "\n".join(f"| {s} | {v['samples']} | {v['shards']} |" for s, v in sp.items())
+    rows = "\n".join(f"| {s} | {manifest.samples(s)} | {manifest.split_shards(s)} |" for s in manifest.split_names)
     fails = "\n".join(f"| {stage} | {n} |" for stage, n in manifest.failures_by_stage.items()) or "| (none) | 0 |"
     params = "\n".join(f"| `{k}` | `{v}` |" for k, v in manifest.parameters.items())
     commit = manifest.builder_commit or "unknown"
@@ -69,8 +66,8 @@ def render_card(spec, manifest: dict) -> str:
 
 {spec.summary}
 
-Release `{manifest['release']}` version {manifest['release_version']}, built by densegen
-{manifest['builder']['version']} (commit `{commit}`). Everything below is generated from
+Release `{manifest.release}` version {manifest.release_version}, built by densegen
+{manifest.builder_version} (commit `{commit}`). Everything below is generated from
 `manifest.json`, which also holds the sha256 of every shard.
 
 ## Loading
@@ -137,7 +134,7 @@ build checks each sample against this table.
 
 ## Splits
 
-Split membership is a pure function of molecule identity: {manifest['split_function']['function']}.
+Split membership is a pure function of molecule identity: {manifest.split_function}.
 The same function is used by every densegen release and benchmark task.
 
 | split | samples | shards |

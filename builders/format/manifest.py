@@ -18,6 +18,7 @@ What readers use (the build writes more: parameters, builder versions, timing):
 from __future__ import annotations
 
 import json
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
@@ -34,11 +35,16 @@ def release_dir(root: Path, name: str) -> Path:
     return Path(root) / "densegen" / name
 
 
+def has_manifest(path) -> bool:
+    """Whether the folder ``path`` (or the file itself) holds a ``manifest.json`` (not validated)."""
+    return manifest_file(path).is_file()
+
+
 def is_finished_release(path: Path) -> bool:
     """Whether ``path`` holds a finished build: a ``manifest.json`` and no ``.build/`` work
     folder (its shards are not checked here: :func:`builders.format.verify.verify_release`)."""
     path = Path(path)
-    return (path / MANIFEST).is_file() and not (path / WORK_DIR).exists()
+    return has_manifest(path) and not (path / WORK_DIR).exists()
 
 _COUNT = {"type": "integer", "minimum": 0}
 _SHARD = {
@@ -133,6 +139,16 @@ class Manifest(dict):
         return dict((self.get("failures") or {}).get("by_stage", {}))
 
     @property
+    def builder_version(self) -> str:
+        """densegen version that built the release (``"unknown"`` when not recorded)."""
+        return str((self.get("builder") or {}).get("version", "unknown"))
+
+    @property
+    def split_function(self) -> str:
+        """The split function's description (``"unknown"`` when not recorded)."""
+        return str((self.get("split_function") or {}).get("function", "unknown"))
+
+    @property
     def builder_commit(self) -> str | None:
         """git commit of the densegen that built the release, when recorded."""
         return (self.get("builder") or {}).get("git_commit")
@@ -146,6 +162,96 @@ class Manifest(dict):
     def default_config(self) -> str:
         """Name of the default config (``"default"`` for manifests without configs)."""
         return default_config(self)
+
+    @property
+    def shard_records(self) -> list[dict]:
+        """The listed shards as recorded (path, config, split, sha256, bytes, count), config
+        defaulting to ``"default"`` for older manifests."""
+        return [{**sh, "config": sh.get("config", "default")} for sh in self["shards"]]
+
+    def shard_paths(self, split: str, config: str | None = None) -> list[str]:
+        """Paths (relative to the release folder) of the shards of one split and config
+        (None: the default config), in manifest order."""
+        config = self.default_config if config is None else config
+        return [sh["path"] for sh in self.shard_records if sh["config"] == config and sh["split"] == split]
+
+    def split_shards(self, split: str, config: str | None = None) -> int:
+        """Number of shards of one split and config (None: the default config)."""
+        return len(self.shard_paths(split, config))
+
+    def split_bytes(self, split: str, config: str | None = None) -> int:
+        """Bytes of the shards of one split and config (None: the default config)."""
+        config = self.default_config if config is None else config
+        return sum(sh["bytes"] for sh in self.shard_records if sh["config"] == config and sh["split"] == split)
+
+    @property
+    def total_samples(self) -> int:
+        """Samples over all splits (of one config: every config holds the same samples)."""
+        return sum(self.samples(s) for s in self.split_names)
+
+    @property
+    def total_bytes(self) -> int:
+        """Bytes of every listed shard, all configs."""
+        return sum(sh["bytes"] for sh in self["shards"])
+
+    @property
+    def build_seconds(self) -> float | None:
+        """Wall seconds of the build run that wrote the manifest, when recorded."""
+        return (self.get("timing") or {}).get("build_seconds_this_run")
+
+    @classmethod
+    def assemble(cls, *, release: str, release_version: str, license: str, format_version: int,
+                 builder: dict, parameters: dict, build_identity: dict, split_function: dict,
+                 inputs: dict, configs: list[dict], split_samples: dict, shards: list[dict],
+                 failures: list[dict], build_seconds: float, stage_cpu_seconds: dict) -> "Manifest":
+        """The manifest a build writes: the one place its layout is spelled out.
+
+        Args:
+            release, release_version, license: what the release spec says.
+            format_version: version of this layout.
+            builder: {"package", "version", "git_commit", "packages"}.
+            parameters: the build's full parameter record.
+            build_identity: what two builds must share to be the same build.
+            split_function: ``builders.format.splits.split_record()``.
+            inputs: {"count", "processed", "sha256"}.
+            configs: [{"name", "folder", "default", "excluded_fields", "fields"}], the first
+                being the one whose shards ``splits`` counts.
+            split_samples: {split: number of samples}, in split order.
+            shards: [{"path", "config", "split", "sha256", "bytes", "count"}].
+            failures: the failure records (key, input, source, stage, reason).
+            build_seconds: wall seconds of this run. stage_cpu_seconds: {stage: CPU seconds}.
+        """
+        def count(config, split):
+            return sum(1 for sh in shards if sh["config"] == config and sh["split"] == split)
+
+        def size(config, split):
+            return sum(sh["bytes"] for sh in shards if sh["config"] == config and sh["split"] == split)
+
+        first = configs[0]["name"]
+        return cls({
+            "format": "webdataset",
+            "format_version": format_version,
+            "release": release,
+            "release_version": release_version,
+            "license": license,
+            "builder": builder,
+            "parameters": parameters,
+            "build_identity": build_identity,
+            "split_function": split_function,
+            "inputs": inputs,
+            "configs": {c["name"]: {"folder": c["folder"], "default": c["default"],
+                                    "excluded_fields": sorted(c["excluded_fields"]), "fields": sorted(c["fields"]),
+                                    "splits": {s: {"shards": count(c["name"], s), "bytes": size(c["name"], s)}
+                                               for s in split_samples}} for c in configs},
+            "splits": {s: {"samples": n, "shards": count(first, s), "bytes": size(first, s)}
+                       for s, n in split_samples.items()},
+            "shards": shards,
+            "failures": {"total": len(failures),
+                         "by_stage": dict(sorted(Counter(f["stage"] for f in failures).items())),
+                         "file": FAILURES},
+            "timing": {"build_seconds_this_run": round(build_seconds, 3),
+                       "stage_cpu_seconds": {k: round(v, 3) for k, v in sorted(stage_cpu_seconds.items())}},
+        })
 
 
 @dataclass(frozen=True)
@@ -298,4 +404,4 @@ def shard_specs(release, split: str | None = None, config: str | None = None,
 
 
 __all__ = ["SCHEMA", "MANIFEST", "CARD", "FAILURES", "ManifestError", "ShardSpec", "manifest_file",
-           "validate_manifest", "read_manifest", "default_config", "config_fields", "shard_specs"]
+           "validate_manifest", "read_manifest", "has_manifest", "is_finished_release", "release_dir", "default_config", "config_fields", "shard_specs"]

@@ -509,7 +509,7 @@ def load_release(path: Path, split: str | None = None, config: str | None = None
     path = Path(path)
     manifest = read_manifest(path)
     config = config or default_config(manifest)
-    splits = [split] if split is not None else [s for s, v in manifest["splits"].items() if v["samples"] > 0]
+    splits = [split] if split is not None else [s for s in manifest.split_names if manifest.samples(s) > 0]
     if streaming:
         features = datasets.load_dataset_builder(str(path), config).info.features
         out = {}
@@ -610,9 +610,9 @@ def find_sample(path: Path, key: str, config: str | None = None) -> dict:
         ShardError: when a shard read on the way differs from the manifest.
     """
     manifest = read_manifest(path)
-    configs = manifest.get("configs") or {"default": {"default": True}}
+    configs = manifest.configs or {"default": {"default": True}}
     if config is None:
-        config = default_config(manifest)
+        config = manifest.default_config
     if config not in configs:
         raise KeyError(f"{path} has no config {config!r}; it has {sorted(configs)}")
     for spec in shard_specs(path, None, config, manifest):

@@ -15,7 +15,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from builders.format.encoding import decodable, decode_value
-from builders.format.manifest import CARD, FAILURES, MANIFEST, ManifestError, config_fields, read_manifest
+from builders.format.manifest import (CARD, FAILURES, MANIFEST, ManifestError, config_fields, has_manifest,
+                                      read_manifest)
 from builders.format.splits import assign_split
 from builders.format.tario import ShardError, iter_tar_samples, sha256_file
 
@@ -145,7 +146,7 @@ def _verify(path: Path) -> list[str]:
     if not path.is_dir():
         return [f"{path}: not a folder"]
     problems: list[str] = []
-    if not (path / MANIFEST).is_file():
+    if not has_manifest(path):
         return [f"{path}: no manifest.json (not a densegen release folder?)"]
     try:
         manifest = read_manifest(path)
@@ -154,7 +155,7 @@ def _verify(path: Path) -> list[str]:
     if not (path / CARD).is_file():
         problems.append(f"{CARD}: missing (the release's dataset card)")
 
-    configs = manifest.get("configs") or {"default": {}}
+    configs = manifest.configs or {"default": {}}
     fields_of = {}
     for name in configs:
         fields = config_fields(manifest, name)
@@ -167,17 +168,16 @@ def _verify(path: Path) -> list[str]:
             fields_of[name] = _Fields(f for f in fields if decodable(f))
             fields_of[name].declared = fields
 
-    listed = {sh["path"] for sh in manifest["shards"]}
-    problems += _stray_files(path, listed)
+    shards = manifest.shard_records
+    problems += _stray_files(path, {sh["path"] for sh in shards})
 
     state = {"keys": {}, "counts": {}, "split_of_identity": {}}
-    for sh in manifest["shards"]:
-        config = sh.get("config", "default")
+    for sh in shards:
         problems += _non_file_members(path, sh["path"]) if (path / sh["path"]).is_file() else []
-        problems += _verify_shard(path, sh, fields_of.get(config), config, state)
-    for config in {sh.get("config", "default") for sh in manifest["shards"]}:
-        for split, info in manifest["splits"].items():
-            n = state["counts"].get((config, split), 0)
-            if n != info["samples"]:
-                problems.append(f"{MANIFEST}: config {config}, split {split}: {n} samples, manifest says {info['samples']}")
+        problems += _verify_shard(path, sh, fields_of.get(sh["config"]), sh["config"], state)
+    for config in {sh["config"] for sh in shards}:
+        for split in manifest.split_names:
+            n, want = state["counts"].get((config, split), 0), manifest.samples(split)
+            if n != want:
+                problems.append(f"{MANIFEST}: config {config}, split {split}: {n} samples, manifest says {want}")
     return problems
