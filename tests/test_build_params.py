@@ -99,3 +99,15 @@ def test_sample_problems_names_missing_undeclared_and_misshapen_fields():
         "meta 'n' is 2.5, declared int64",
         "meta 'tag' is missing",
     ]
+
+
+@pytest.mark.parametrize("release", ["random-conformers", "p1-crystals", "pubchem-hf-density", "qm9-hf-density"])
+def test_a_misspelt_build_parameter_is_refused_by_every_release(release):
+    from builders.format.registry import get_release
+
+    spec = get_release(release)
+    with pytest.raises(ValueError, match=r"unknown build parameter\(s\) n_strats"):
+        spec.resolve_params({"n_strats": 3})
+    # and the full record a build writes resolves again to itself (a resumed build re-reads it)
+    record = spec.resolve_params({})
+    assert spec.resolve_params(record) == record

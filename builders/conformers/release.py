@@ -27,7 +27,8 @@ FIELDS = (
           "the same conformer before noise and rescale (what p1-crystals builds from)"),
     Field("smiles", "string", (), "", "RDKit SMILES of the (possibly truncated) molecule", meta=True),
     Field("parent_smiles", "string", (), "", "the input SMILES it was made from", meta=True),
-    Field("inchikey", "string", (), "", "RDKit InChIKey of the molecule (split identity)", meta=True),
+    Field("inchikey", "string", (), "", "InChIKey of the molecule with stereo removed (stereo of a random embedding is not identity); "
+          "the split uses its first (connectivity) block", meta=True),
     Field("source", "string", (), "", "input source (qm9, zinc or the input file's name)", meta=True),
     Field("seed", "int64", (), "", "build seed", meta=True),
     Field("truncation_steps", "int64", (), "", "heavy atoms cut to reach the size limit", meta=True),
@@ -79,7 +80,7 @@ class RandomConformers(ReleaseSpec):
         return {**from_args(RandomConformersParams, args), "conformer": ConformerParams().to_dict()}
 
     def resolve_params(self, params: dict) -> dict:
-        return {**resolve(RandomConformersParams, params, strict=False),
+        return {**resolve(RandomConformersParams, params, extra=("conformer",)),
                 "conformer": ConformerParams(**params.get("conformer", {})).to_dict()}
 
     def load_inputs(self, params: dict):

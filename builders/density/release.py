@@ -60,6 +60,8 @@ class _DensityRelease(ReleaseSpec):
 
     #: the release's parameters (builders.density.params): CLI options and manifest record
     params_type = DensityParams
+    #: parameters handled by :meth:`extra_params`, outside the dataclass
+    extra_param_names: tuple = ()
 
     def add_arguments(self, parser):
         add_arguments(parser, self.params_type)
@@ -68,7 +70,7 @@ class _DensityRelease(ReleaseSpec):
         return from_args(self.params_type, args)
 
     def resolve_params(self, params: dict) -> dict:
-        return {**resolve(self.params_type, params, strict=False), **self.extra_params(params)}
+        return {**resolve(self.params_type, params, extra=self.extra_param_names), **self.extra_params(params)}
 
     def extra_params(self, params: dict) -> dict:
         """Parameters recorded only when given (none by default)."""
@@ -195,6 +197,8 @@ class QM9HFDensity(_DensityRelease):
                 raise ValueError("--gdb-split needs --gdb-indices FILE")
             params["gdb_split"] = args.gdb_split
         return params
+
+    extra_param_names = ("gdb_indices", "gdb_indices_sha256", "gdb_split", "n_gdb_indices")
 
     def extra_params(self, params: dict) -> dict:
         """With ``gdb_indices`` (a file): the file as given, the sha256 of its bytes, the split

@@ -76,18 +76,24 @@ def from_args(params_type: type, args: argparse.Namespace) -> dict:
     return out
 
 
-def resolve(params_type: type, params: dict, strict: bool = True) -> dict:
+def resolve(params_type: type, params: dict, extra: tuple = ()) -> dict:
     """Every parameter of ``params_type``: the given ones (converted to the field's type), the
     defaults for the rest (a given None also means the default), and the fixed ones; the dict a
     manifest records, in the dataclass's field order.
 
+    Args:
+        params_type: the release's parameter dataclass.
+        params: the parameters given (from the command line or a caller).
+        extra: names the release handles itself besides the dataclass (left out of the result).
     Raises:
-        ValueError: ``strict`` and ``params`` names a parameter the release does not have.
+        ValueError: ``params`` names a parameter that is neither a field nor in ``extra`` (a
+            misspelt parameter never passes silently).
     """
     names = {f.name for f in dataclasses.fields(params_type)}
-    unknown = sorted(set(params) - names)
-    if strict and unknown:
-        raise ValueError(f"unknown build parameter(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+    unknown = sorted(set(params) - names - set(extra))
+    if unknown:
+        known = ", ".join(sorted(names | set(extra)))
+        raise ValueError(f"unknown build parameter(s) {', '.join(unknown)}; known: {known}")
     given = {k: v for k, v in params.items() if k in names}
     record = {}
     for field in dataclasses.fields(params_type):
