@@ -39,3 +39,19 @@ def test_split_fractions_are_80_10_10_over_many_identities():
 def test_bad_identity_is_rejected_with_its_value(bad):
     with pytest.raises(ValueError, match="not an InChIKey"):
         assign_split(bad)
+
+
+def test_density_and_conformer_keys_of_one_chiral_molecule_share_block_and_split():
+    """The density releases keep the input's stereo in meta.inchikey, random-conformers and
+    p1-crystals strip it; the split reads only the connectivity block, so a molecule lands in
+    the same split in every release."""
+    pytest.importorskip("rdkit")
+    from rdkit import Chem
+
+    from builders.density.pipeline import _inchikey
+
+    for smiles in ("C[C@@H](N)C(=O)O", "C/C=C/C", "O[C@H]1CC[C@@H](O)CC1"):
+        with_stereo = _inchikey(Chem.AddHs(Chem.MolFromSmiles(smiles)))
+        without = inchikey_of_smiles(smiles)
+        assert with_stereo != without and with_stereo[:14] == without[:14]
+        assert assign_split(with_stereo) == assign_split(without)

@@ -47,7 +47,8 @@ DENSITY_FIELDS = (
     Field("grid_shape", "int32", (None,), "", "number of grid points along each axis (3 components)"),
     _meta("smiles", "string", "", "input SMILES (\"\" if none given)"),
     _meta("canonical_smiles", "string", "", "RDKit canonical SMILES"),
-    _meta("inchikey", "string", "", "RDKit InChIKey (split assignment key)"),
+    _meta("inchikey", "string", "", "standard InChIKey of the input molecule, stereo as the input gives it; "
+          "the split uses its first (connectivity) block, so stereoisomers share a split"),
     _meta("charge", "int64", "e", "molecular charge (0 in these releases)"),
     _meta("spin", "int64", "", "2S (0 in these releases)"),
     _meta("geometry_source", "string", "", "\"conformer_search\", \"input\" or where a given geometry came from"),
