@@ -102,6 +102,13 @@ def test_the_command_line_imports_no_chemistry_or_torch_until_a_release_is_built
     assert "rdkit" in loaded
 
 
+def test_the_simple_descriptors_and_the_metric_catalog_import_without_torch():
+    loaded = _modules_loaded_by("import baselines.simple, benchmarks.metrics.catalog, benchmarks.metrics.pointcloud\n")
+    assert "torch" not in loaded, "a light module pulled in torch"
+    loaded = _modules_loaded_by("from benchmarks.metrics import nmae\n")
+    assert "torch" in loaded  # the lazy names still resolve to the real functions
+
+
 def test_preview_and_export_belong_to_the_release_spec():
     from builders.format.registry import get_release
 

@@ -15,22 +15,27 @@ Point clouds (``pointcloud``): Mo3ENet scaffolded matching; primary metric
 ``penalized_mean_deviation``. Regression (``regression``): MAE, Pearson R, QM9 aggregation.
 
 ``seed``, ``fidelity`` and ``lpips`` import piq / torch-fidelity / torchvision; import them
-explicitly (``from benchmarks.metrics.seed import seed_fid``) to keep this package import light.
+explicitly (``from benchmarks.metrics.seed import seed_fid``). The names below are imported
+when first used, so importing one light submodule (``catalog``, ``pointcloud``) does not load torch.
 """
-from benchmarks.metrics.catalog import METRICS, MetricSpec, json_value
-from benchmarks.metrics.density import (
-    TRANSFORMS, apply_transform, dipole_error, dipole_moment, electron_count,
-    electron_count_error, mae, nmae, psnr,
-)
-from benchmarks.metrics.pointcloud import match_dataset, match_molecule, summarize
-from benchmarks.metrics.regression import (
-    average_mae, average_normalized_mae, mae_across_seeds, pearson_r,
-)
-from benchmarks.metrics.ssim import ms_ssim3d, ssim3d
+from __future__ import annotations
 
-__all__ = [
-    "METRICS", "MetricSpec", "TRANSFORMS", "apply_transform", "average_mae", "average_normalized_mae",
-    "dipole_error", "dipole_moment", "electron_count", "electron_count_error", "json_value", "mae",
-    "mae_across_seeds", "match_dataset", "match_molecule", "ms_ssim3d", "nmae", "pearson_r", "psnr",
-    "ssim3d", "summarize",
-]
+import importlib
+
+#: public name -> the submodule that defines it
+_HOME = {
+    **dict.fromkeys(("METRICS", "MetricSpec", "json_value"), "catalog"),
+    **dict.fromkeys(("TRANSFORMS", "apply_transform", "dipole_error", "dipole_moment", "electron_count",
+                     "electron_count_error", "mae", "nmae", "psnr"), "density"),
+    **dict.fromkeys(("match_dataset", "match_molecule", "summarize"), "pointcloud"),
+    **dict.fromkeys(("average_mae", "average_normalized_mae", "mae_across_seeds", "pearson_r"), "regression"),
+    **dict.fromkeys(("ms_ssim3d", "ssim3d"), "ssim"),
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name):
+    if name in _HOME:
+        return getattr(importlib.import_module(f"benchmarks.metrics.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'benchmarks.metrics' has no attribute {name!r}")

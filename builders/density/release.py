@@ -109,9 +109,6 @@ class _DensityRelease(ReleaseSpec):
             table.append(grid_field(tuple((params or {}).get("grid_shape", SEED_SHAPE)) if fixed else (None,) * 3))
         return table
 
-    def features(self, config: str = "compact", params: dict | None = None):
-        return super().features(config, params)
-
     def preview(self, release_path, key: str, out_png):
         """Three central slices of sample ``key``'s density (the stored grid when the release has
         the ``grid`` config, else rendered from the density matrix)."""
