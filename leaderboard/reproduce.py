@@ -35,6 +35,8 @@ from pathlib import Path
 import numpy as np
 
 from .board import MARK_SUFFIX, mark_path  # noqa: F401  (the sidecar's name is the board's)
+from builders.format.encoding import NpyHeaderError, read_npy_header
+
 from .errors import Rejected
 
 MARK_SCHEMA_VERSION = "densegen-reproduction-1"
@@ -98,9 +100,10 @@ def _npz_members(path: Path) -> dict[str, zipfile.ZipInfo]:
 
 def _member_header(zf: zipfile.ZipFile, name: str):
     f = zf.open(f"{name}.npy")
-    version = np.lib.format.read_magic(f)
-    read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    shape, fortran, dtype = read_header(f)
+    try:
+        shape, fortran, dtype = read_npy_header(f)
+    except NpyHeaderError as err:
+        raise Rejected("not-reproduced", f"array {name!r}: {err}") from None
     if dtype.hasobject:
         raise Rejected("not-reproduced", f"array {name!r} has dtype object")
     return f, shape, fortran, dtype

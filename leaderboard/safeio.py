@@ -23,6 +23,8 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.format.encoding import NpyHeaderError, read_npy_header
+
 from .errors import Rejected
 
 MiB = 1 << 20
@@ -267,16 +269,12 @@ def inspect_npz(source, what: str = "predictions file", max_unpacked: int = NPZ_
 
 def _read_header(f, info: zipfile.ZipInfo, name: str, what: str) -> Member:
     try:
-        version = np.lib.format.read_magic(f)
-    except ValueError as err:
-        raise Rejected("not-npz", f"{what}: member {info.filename!r} is not an .npy array ({err})") from None
-    if version not in ((1, 0), (2, 0)):
-        raise Rejected("npy-header", f"{what}: member {info.filename!r} has .npy format version {version}; "
-                                     "1.0 and 2.0 are accepted")
-    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-    try:
-        shape, _, dtype = reader(f, max_header_size=NPY_MAX_HEADER)
-    except Exception as err:  # numpy parses the header with tokenize + literal_eval: any error is a bad header
+        shape, _, dtype = read_npy_header(f, max_header_size=NPY_MAX_HEADER)
+    except NpyHeaderError as err:
+        if err.part == "magic":
+            raise Rejected("not-npz", f"{what}: member {info.filename!r} is not an .npy array ({err})") from None
+        if err.part == "version":
+            raise Rejected("npy-header", f"{what}: member {info.filename!r} has {err}") from None
         msg = str(err)
         if "object" in msg.lower() or "pickle" in msg.lower():
             raise Rejected("pickle", f"{what}: array {name!r} is a pickled object array; only plain numeric arrays "

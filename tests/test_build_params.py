@@ -101,6 +101,37 @@ def test_sample_problems_names_missing_undeclared_and_misshapen_fields():
     ]
 
 
+def test_sample_problems_checks_encoded_members_and_meta_lists():
+    """The compressed grid is checked by its .npy header (dtype, shape), not only its presence;
+    meta lists by number kind and fixed lengths."""
+    import numpy as np
+    import zstandard
+
+    from builders.format.encoding import Encoded, npy_bytes
+    from builders.format.fields import Field, sample_problems
+
+    table = [Field("density", "float32", (4, 4, 4), "e/Bohr^3", member="density.npy.zst"),
+             Field("counts", "int64", (None,), meta=True), Field("dipole", "float64", (3,), meta=True)]
+
+    def packed(array):
+        return Encoded("npy.zst", zstandard.ZstdCompressor().compress(npy_bytes(array)))
+
+    good = {"density": packed(np.zeros((4, 4, 4), np.float32)), "meta": {"counts": [1, 2], "dipole": [0, 1.5, 2]}}
+    assert sample_problems(table, good) == []
+    bad = {"density": packed(np.zeros((4, 4, 5), np.float64)), "meta": {"counts": [1.5], "dipole": [1.0, 2.0]}}
+    assert sample_problems(table, bad) == [
+        "array 'density' has dtype float64, declared float32",
+        "meta 'counts' is float64 of shape (1,), declared int64 (n,)",
+        "meta 'dipole' is float64 of shape (2,), declared float64 (3,)",
+    ]
+    assert sample_problems(table, {**good, "density": Encoded("npy.zst", b"not zstd")})[0].startswith(
+        "array 'density' is not a zstd-compressed .npy array")
+    assert sample_problems(table, {**good, "density": Encoded("npy", npy_bytes(np.zeros(3)))}) == [
+        "array 'density' is Encoded 'npy', declared an encoded npy.zst member"]
+    assert sample_problems(table, {**good, "meta": {"counts": [[1], [2, 3]], "dipole": [0, 0, 0]}}) == [
+        "meta 'counts' is a ragged list, declared int64 (n,)"]
+
+
 @pytest.mark.parametrize("release", ["random-conformers", "p1-crystals", "pubchem-hf-density", "qm9-hf-density"])
 def test_a_misspelt_build_parameter_is_refused_by_every_release(release):
     from builders.format.registry import get_release

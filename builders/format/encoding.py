@@ -103,6 +103,40 @@ def _npy(data: bytes) -> np.ndarray:
     return np.lib.format.read_array(io.BytesIO(data), allow_pickle=False)
 
 
+class NpyHeaderError(ValueError):
+    """An ``.npy`` header that cannot be read. ``part`` says where: ``"magic"`` (not an .npy
+    file), ``"version"`` (a format version other than 1.0/2.0) or ``"header"`` (the header
+    dict itself; numpy's message is kept)."""
+
+    def __init__(self, part: str, message: str):
+        super().__init__(message)
+        self.part = part
+
+
+def read_npy_header(f, max_header_size: int = 10_000):
+    """Read the magic string and header of an ``.npy`` stream, leaving ``f`` at the data.
+
+    Args:
+        f: binary file object positioned at the start of an ``.npy`` array.
+        max_header_size: refuse longer headers (numpy parses the header text).
+    Returns:
+        (shape tuple, fortran_order bool, numpy dtype); nothing of the data is read.
+    Raises:
+        NpyHeaderError: naming the part that is wrong.
+    """
+    try:
+        version = np.lib.format.read_magic(f)
+    except ValueError as err:
+        raise NpyHeaderError("magic", str(err)) from None
+    if version not in ((1, 0), (2, 0)):
+        raise NpyHeaderError("version", f".npy format version {version}; 1.0 and 2.0 are accepted")
+    reader = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    try:
+        return reader(f, max_header_size=max_header_size)
+    except Exception as err:  # numpy parses the header with tokenize + literal_eval: any error is a bad header
+        raise NpyHeaderError("header", str(err)) from None
+
+
 def _txt(data: bytes) -> str:
     return data.decode("utf-8")
 

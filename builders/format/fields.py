@@ -107,25 +107,63 @@ def _value_problem(field: Field, value) -> str | None:
         if field.dtype.startswith(("int", "uint")) and not float(value).is_integer():
             return f"is {value!r}, declared {field.dtype}"
         return None
-    array = np.asarray(value)
     if field.meta:  # a list of numbers in meta.json
-        if array.ndim != len(field.shape) or (array.size and array.dtype.kind not in "iuf"):
-            return f"is {array.dtype} of shape {array.shape}, declared {field.dtype} {field.shape}"
+        try:
+            array = np.asarray(value)
+        except ValueError:  # ragged nested lists
+            return f"is a ragged list, declared {field.dtype} {_shape_text(field.shape)}"
+        want = _NUMPY_KIND[field.dtype]
+        # JSON has one number type: an int list may stand where floats are declared, not the reverse
+        kind_ok = not array.size or array.dtype.kind == want or (want == "f" and array.dtype.kind in "iu") \
+            or (want in "iu" and array.dtype.kind in "iu")
+        if not kind_ok or not _shape_matches(field.shape, array.shape):
+            return f"is {array.dtype} of shape {array.shape}, declared {field.dtype} {_shape_text(field.shape)}"
         return None
     if not isinstance(value, np.ndarray):
         return f"is {type(value).__name__}, declared a {field.dtype} array"
-    if array.dtype != np.dtype(field.dtype):
-        return f"has dtype {array.dtype}, declared {field.dtype}"
-    if array.ndim != len(field.shape) or any(n is not None and n != m for n, m in zip(field.shape, array.shape)):
-        return f"has shape {array.shape}, declared {_shape_text(field.shape)}"
+    return _array_problem(field, value.dtype, value.shape)
+
+
+def _shape_matches(declared: tuple, shape: tuple) -> bool:
+    return len(declared) == len(shape) and all(n is None or n == m for n, m in zip(declared, shape))
+
+
+def _array_problem(field: Field, dtype, shape) -> str | None:
+    if np.dtype(dtype) != np.dtype(field.dtype):
+        return f"has dtype {np.dtype(dtype)}, declared {field.dtype}"
+    if not _shape_matches(field.shape, tuple(shape)):
+        return f"has shape {tuple(shape)}, declared {_shape_text(field.shape)}"
     return None
+
+
+def _encoded_problem(field: Field, value) -> str | None:
+    """A pre-encoded member (``builders.format.encoding.Encoded``): its extension must be the
+    declared member's, and a ``.npy.zst`` member's array header must match dtype and shape
+    (only the header is decompressed)."""
+    ext = field.member_name.split(".", 1)[1]
+    if getattr(value, "ext", None) != ext or not isinstance(getattr(value, "data", None), bytes):
+        return f"is {type(value).__name__} {getattr(value, 'ext', '')!r}, declared an encoded {ext} member"
+    if ext != "npy.zst":
+        return None
+    import io
+
+    import zstandard
+
+    from builders.format.encoding import read_npy_header
+
+    try:
+        head = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(value.data)).read(4096)
+        shape, _, dtype = read_npy_header(io.BytesIO(head))
+    except Exception as err:  # noqa: BLE001 - any undecodable member is the problem reported
+        return f"is not a zstd-compressed .npy array ({type(err).__name__}: {err})"
+    return _array_problem(field, dtype, shape)
 
 
 def sample_problems(fields: list[Field], sample: dict) -> list[str]:
     """Where one sample (arrays + ``meta`` dict, as ``ReleaseSpec.process`` returns it) differs from
     its table: a missing or undeclared field, a wrong dtype or shape. Empty when it matches.
 
-    Stored-as-encoded fields (e.g. a compressed grid) are checked for presence only.
+    Pre-encoded fields (the compressed grid) are checked by their extension and .npy header.
     """
     problems = []
     meta = sample.get("meta", {})
@@ -146,8 +184,9 @@ def sample_problems(fields: list[Field], sample: dict) -> list[str]:
             if value is None and field.nullable:
                 continue
             if field.member is not None and not isinstance(value, np.ndarray):
-                continue  # pre-encoded member (builders.format.encoding.Encoded)
-            problem = _value_problem(field, value)
+                problem = _encoded_problem(field, value)  # builders.format.encoding.Encoded
+            else:
+                problem = _value_problem(field, value)
             if problem:
                 problems.append(f"{kind} {name!r} {problem}")
     return problems
