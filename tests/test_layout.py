@@ -189,6 +189,7 @@ DEFINED_ONCE = {
     "the density build time limit": (r"DEFAULT_TIME_LIMIT_S\s*=", "builders/density/params.py"),
     "where a release lives": (r"def release_dir\(", "builders/format/manifest.py"),
     "the manifest's layout": (r"\"build_seconds_this_run\":", "builders/format/manifest.py"),
+    "a molecule's InChIKey": (r"MolToInchiKey\(", "builders/format/identity.py"),
     "reading an .npy header": (r"read_magic\(", "builders/format/encoding.py"),
     "is there a manifest": (r"MANIFEST\)\.(is_file|exists)\(\)|def has_manifest\(", "builders/format/manifest.py"),
 }

@@ -48,10 +48,10 @@ def test_density_and_conformer_keys_of_one_chiral_molecule_share_block_and_split
     pytest.importorskip("rdkit")
     from rdkit import Chem
 
-    from builders.density.pipeline import _inchikey
+    from builders.format.identity import input_inchikey
 
     for smiles in ("C[C@@H](N)C(=O)O", "C/C=C/C", "O[C@H]1CC[C@@H](O)CC1"):
-        with_stereo = _inchikey(Chem.AddHs(Chem.MolFromSmiles(smiles)))
+        with_stereo = input_inchikey(Chem.AddHs(Chem.MolFromSmiles(smiles)))
         without = inchikey_of_smiles(smiles)
         assert with_stereo != without and with_stereo[:14] == without[:14]
         assert assign_split(with_stereo) == assign_split(without)

@@ -165,13 +165,13 @@ def semiempirical_reoptimize(search: ConformerSearch, candidates: np.ndarray, n_
 
 
 def _inchikey(mol) -> str:
-    from rdkit import Chem, rdBase
+    """:func:`builders.format.identity.input_inchikey`, failing the molecule at the filter stage."""
+    from builders.format.identity import input_inchikey
 
-    with rdBase.BlockLogs():
-        key = Chem.MolToInchiKey(mol)
-    if not key:
-        raise MoleculeFailure("filter", "RDKit could not generate an InChIKey")
-    return key
+    try:
+        return input_inchikey(mol)
+    except ValueError as err:
+        raise MoleculeFailure("filter", str(err)) from None
 
 
 def _rhf_fields(z, positions, rhf_conv_tol, rhf_max_cycle, margin_bohr, grid_shape, deadline, timings):

@@ -1,4 +1,14 @@
-"""Molecule identity (InChIKey) as the split function sees it."""
+"""Molecule identity (InChIKey): the two keys the releases record, and what the split reads.
+
+* :func:`inchikey_of` strips stereochemistry: random-conformers and p1-crystals use it, since
+  stereo perceived from a random 3D embedding is not part of a molecule's identity.
+* :func:`input_inchikey` keeps the stereo the input states: the density releases use it, where
+  the input is a PubChem or QM9 molecule whose stereo is real.
+
+The split function (``builders.format.splits``) reads only the first, connectivity block of
+either key, which does not depend on stereo, so a molecule lands in the same split in every
+release.
+"""
 from __future__ import annotations
 
 from rdkit import Chem
@@ -19,6 +29,21 @@ def inchikey_of(mol: Chem.Mol) -> str:
     key = Chem.MolToInchiKey(graph)
     if not key:
         raise ValueError(f"RDKit gave no InChIKey for {Chem.MolToSmiles(graph)}")
+    return key
+
+
+def input_inchikey(mol: Chem.Mol) -> str:
+    """Standard InChIKey of an RDKit molecule as given (stereo kept), RDKit's log silenced.
+
+    Raises:
+        ValueError: if RDKit cannot produce an InChIKey for the molecule.
+    """
+    from rdkit import rdBase
+
+    with rdBase.BlockLogs():
+        key = Chem.MolToInchiKey(mol)
+    if not key:
+        raise ValueError("RDKit could not generate an InChIKey")
     return key
 
 
