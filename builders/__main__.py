@@ -1,4 +1,4 @@
-"""Command line: ``python -m builders {build,verify,list} ...``."""
+"""Command line: ``python -m builders {build,verify,list,estimate,publish,preview,export-cube} ...``."""
 from __future__ import annotations
 
 import argparse
@@ -21,11 +21,17 @@ def _cmd_build(args) -> int:
     from builders.format.build import BuildError, build_release, summary_line
     from builders.format.manifest import release_dir
 
+    from builders.format.build import make_executor
+
     spec = get_release(args.release)
+    executor = None
     try:
         params = spec.params_from_args(args)
+        if args.executor != "local" or args.scheduler is not None:
+            executor = make_executor(args.workers, kind=args.executor, scheduler=args.scheduler)
         manifest = build_release(spec, args.root, params, seed=args.seed, limit=args.limit, workers=args.workers,
-                                 keep_work=args.keep_work, progress=not args.quiet, unit_size=args.unit_size)
+                                 keep_work=args.keep_work, progress=not args.quiet, unit_size=args.unit_size,
+                                 executor=executor, threads=args.threads_per_worker)
     except (BuildError, ValueError, FileNotFoundError, ModuleNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -37,6 +43,9 @@ def _cmd_build(args) -> int:
     except KeyboardInterrupt:
         print("interrupted; the work finished so far is kept: run the same command again to resume", file=sys.stderr)
         return 130
+    finally:
+        if executor is not None:
+            executor.close()
     print(summary_line(manifest, release_dir(args.root, spec.name)))
     return 0
 
@@ -51,6 +60,37 @@ def _cmd_verify(args) -> int:
         print(f"{args.path}: {len(problems)} problem(s)", file=sys.stderr)
         return 1
     print(f"{args.path}: OK")
+    return 0
+
+
+def _cmd_estimate(args) -> int:
+    from builders.format.estimate import estimate, format_estimate
+    from builders.format.manifest import ManifestError, read_manifest, release_dir
+
+    pilot = args.pilot or release_dir(args.root, args.release)
+    try:
+        manifest = read_manifest(pilot)
+        if manifest.release != args.release:
+            raise ValueError(f"{pilot} is a {manifest.release} release, not {args.release}")
+        print(format_estimate(estimate(manifest, args.molecules, args.workers)))
+    except (ValueError, FileNotFoundError, ManifestError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _cmd_publish(args) -> int:
+    from builders.format.publish import PublishError, publish, publish_checks
+
+    try:
+        plan = publish_checks(args.path, args.repo_id, private=args.private)
+        if args.dry_run:
+            print(plan.describe())
+            return 0
+        print(f"uploaded to {publish(plan)}")
+    except PublishError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 
@@ -107,7 +147,17 @@ def main(argv=None) -> int:
         spec = get_release(name)
         p = bsub.add_parser(name, help=spec.summary.split(". ")[0])
         p.add_argument("--limit", type=int, default=None, help="use only the first N inputs")
-        p.add_argument("--workers", type=int, default=os.cpu_count() or 1, help="worker processes (default: all cores)")
+        p.add_argument("--workers", type=int, default=os.cpu_count() or 1,
+                       help="worker processes (default: all cores; with --executor dask and no --scheduler: the "
+                            "LocalCluster's workers)")
+        p.add_argument("--executor", choices=("local", "dask"), default="local",
+                       help="local: this machine's process pool (default); dask: a distributed cluster")
+        p.add_argument("--scheduler", default=None, metavar="ADDRESS",
+                       help="with --executor dask: a running scheduler (e.g. tcp://10.0.0.5:8786); "
+                            "default: start a LocalCluster")
+        p.add_argument("--threads-per-worker", type=int, default=1,
+                       help="BLAS/OpenMP threads each worker runs a molecule with (default 1; the shards of "
+                            "two builds are byte-identical only with the same value)")
         p.add_argument("--seed", type=int, default=0, help="build seed (default 0)")
         p.add_argument("--root", type=Path, default=Path("."), help="folder that holds densegen/ (default: .)")
         p.add_argument("--keep-work", action="store_true", help="keep the .build/ work units after finishing")
@@ -120,6 +170,21 @@ def main(argv=None) -> int:
     p_verify = sub.add_parser("verify", help="re-hash shards, re-count samples, check split disjointness")
     p_verify.add_argument("path", type=Path, help="release folder, e.g. densegen/random-conformers")
     p_verify.set_defaults(func=_cmd_verify)
+
+    p_est = sub.add_parser("estimate", help="project CPU hours, wall time and size of a build from a pilot build")
+    p_est.add_argument("release", help="release name, e.g. pubchem-hf-density")
+    p_est.add_argument("--molecules", type=int, required=True, help="inputs of the projected build")
+    p_est.add_argument("--workers", type=int, nargs="+", default=[1], help="worker counts (default 1)")
+    p_est.add_argument("--root", type=Path, default=Path("."), help="folder that holds the pilot's densegen/")
+    p_est.add_argument("--pilot", type=Path, default=None, help="the pilot release folder (default: ROOT/densegen/RELEASE)")
+    p_est.set_defaults(func=_cmd_estimate)
+
+    p_pub = sub.add_parser("publish", help="upload a verified release folder to a Hugging Face dataset repo")
+    p_pub.add_argument("path", type=Path, help="release folder, e.g. densegen/pubchem-hf-density")
+    p_pub.add_argument("--repo-id", required=True, help="the dataset repo, ORG/NAME")
+    p_pub.add_argument("--private", action="store_true", help="create the repo private")
+    p_pub.add_argument("--dry-run", action="store_true", help="run every check and print what would be uploaded")
+    p_pub.set_defaults(func=_cmd_publish)
 
     p_prev = sub.add_parser("preview", help="draw one sample (density slices, crystal unit cell) to a PNG")
     p_prev.add_argument("path", type=Path, help="release folder")

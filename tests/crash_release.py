@@ -31,3 +31,23 @@ class MisdeclaredConformers(RandomConformers):
         if item.text == "CC":
             sample["positions"] = sample["positions"].astype("float64")
         return sample
+
+
+class KilledOnceConformers(RandomConformers):
+    """Builds random-conformers, but the FIRST time any worker reaches the input named by the
+    file ``$DENSEGEN_TEST_KILL_ONCE`` (its first line), that worker SIGKILLs itself; it leaves
+    a marker (``<file>.done``) so the retry builds the input normally. Test harness only: the
+    file travels by environment because workers find this class by its import string."""
+
+    def process(self, item, params, seed):
+        spec = os.environ.get("DENSEGEN_TEST_KILL_ONCE")
+        if spec and item.text == open(spec).read().splitlines()[0]:
+            marker = spec + ".done"
+            try:
+                fd = os.open(marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                pass
+            else:
+                os.close(fd)
+                os.kill(os.getpid(), signal.SIGKILL)
+        return super().process(item, params, seed)

@@ -42,7 +42,7 @@ from tqdm import tqdm
 
 from builders.format import card
 from builders.format.encoding import encode_sample
-from builders.format.executor import WorkerDied, make_executor
+from builders.format.executor import Executor, ProcessPoolExecutor, SerialExecutor, WorkerDied
 from builders.format.failures import MoleculeFailure
 from builders.format.fields import sample_problems
 from builders.format.manifest import CARD, FAILURES, MANIFEST, WORK_DIR, Manifest, release_dir
@@ -50,7 +50,8 @@ from builders.format.provenance import PACKAGE_VERSION, git_commit, package_vers
 from builders.format.registry import import_string_of
 from builders.format.spec import Built, Input, ReleaseSpec
 from builders.format.splits import SPLITS, assign_split, split_record
-from builders.format.tario import iter_tar_samples, sha256_file, write_atomic, write_shard
+from builders.format.tario import iter_tar_samples, sha256_file, tar_bytes, write_atomic, write_shard
+from builders.format.threads import DEFAULT_THREADS, limited_threads
 
 # 2: configs[*].fields (every sample's members), exact shard lists in the card's data_files
 FORMAT_VERSION = 2
@@ -90,6 +91,7 @@ class UnitTask:
         identity: :func:`unit_identity` of this unit, stored in its record.
         skip: input key -> failure reason, for inputs not to process again (they killed
             their worker ``MAX_ATTEMPTS`` times).
+        threads: BLAS/OpenMP threads the unit runs with (``builders.format.threads``).
     """
 
     spec: str
@@ -100,6 +102,7 @@ class UnitTask:
     units_dir: str
     identity: str
     skip: dict = field(default_factory=dict)
+    threads: int | None = DEFAULT_THREADS
 
 
 def unit_paths(units_dir: Path, index: int) -> tuple[Path, Path]:
@@ -134,71 +137,100 @@ def run_unit(task: UnitTask) -> dict:
 
     Per-input failures (MoleculeFailure or any other exception) are recorded, never raised,
     except OS errors of the machine itself (disk full, read-only file system, out of file
-    handles: :data:`ENVIRONMENT_ERRNOS`), which stop the unit and reach the driver.
+    handles: :data:`ENVIRONMENT_ERRNOS`), which stop the unit and reach the driver. The
+    ``.started`` journal next to the unit tells the driver which input a dead worker was on.
     """
+    units_dir = Path(task.units_dir)
+    with open(journal_path(units_dir, task.index), "w", encoding="utf-8") as journal:
+        data, record = _build_unit(task, journal)
+    write_unit(units_dir, task.index, data, record)
+    journal_path(units_dir, task.index).unlink(missing_ok=True)
+    return record
+
+
+def run_unit_remote(task: UnitTask) -> dict:
+    """Build one work unit on a worker that shares no file system with the driver (Dask):
+    nothing is written here; returns ``{"tar": unit tar bytes, "record": its record}`` for the
+    driver to write with :func:`write_unit`."""
+    import io
+
+    data, record = _build_unit(task, io.StringIO())
+    return {"tar": data, "record": record}
+
+
+def write_unit(units_dir: Path, index: int, data: bytes, record: dict) -> None:
+    """Write a finished unit atomically: its tar, then its json record (the json is what marks
+    the unit done, so a kill between the two only redoes the unit)."""
+    tar_path, json_path = unit_paths(units_dir, index)
+    write_atomic(tar_path, data)
+    write_atomic(json_path, _json_bytes(record))
+
+
+def _build_unit(task: UnitTask, journal) -> tuple[bytes, dict]:
+    """Process the unit's inputs with the task's thread limit: (unit tar bytes, record)."""
+    with limited_threads(task.threads):
+        return _process_inputs(task, journal)
+
+
+def _process_inputs(task: UnitTask, journal) -> tuple[bytes, dict]:
     from builders.format.registry import release_from_import_string
 
     spec = release_from_import_string(task.spec)
     table = field_table(spec, task.params)
     samples, records, failures = [], [], []
     stage_seconds: Counter = Counter()
-    units_dir = Path(task.units_dir)
-    with open(journal_path(units_dir, task.index), "w", encoding="utf-8") as journal:
-        for item in task.inputs:
-            if item.key in task.skip:
-                failures.append({"key": item.key, "input": item.text, "source": item.source,
-                                 "stage": "worker", "reason": task.skip[item.key]})
-                continue
-            journal.write(item.key + "\n")
-            journal.flush()  # the process may die in native code: the driver reads this to know where
-            start = time.perf_counter()
-            try:
-                built = Built.of(spec.process(item, task.params, task.seed))
-                many = isinstance(built.samples, list)
-                outputs = built.samples if many else [("", built.samples)]
-                for stage, seconds in built.timings.items():
-                    if stage != "total":  # the driver times the whole molecule itself
-                        stage_seconds[stage] += seconds
-                encoded = []
-                for suffix, fields in outputs:
-                    key = f"{item.key}-{suffix}" if many else item.key
-                    problems = sample_problems(table, fields)
-                    if problems:
-                        raise SampleSchemaError(f"{spec.name}: sample {key!r} does not match the release's field "
-                                                f"table: {'; '.join(problems)}")
-                    inchikey = fields["meta"]["inchikey"]
-                    t_enc = time.perf_counter()
-                    members = encode_sample(fields)
-                    stage_seconds["write"] += time.perf_counter() - t_enc
-                    encoded.append((key, members, {"key": key, "split": assign_split(inchikey), "inchikey": inchikey}))
-            except MoleculeFailure as err:
-                failures.append({"key": item.key, "input": item.text, "source": item.source,
-                                 "stage": err.stage, "reason": err.reason})
-                continue
-            except SampleSchemaError:
-                raise  # a bug in the release, not in the molecule: stop the build
-            except Exception as err:  # a bug or a library error on one molecule must not stop the build
-                if _is_environment_error(err):
-                    raise
-                last = traceback.extract_tb(err.__traceback__)[-1]
-                failures.append({"key": item.key, "input": item.text, "source": item.source, "stage": "internal",
-                                 "reason": f"{type(err).__name__}: {err} ({Path(last.filename).name}:{last.lineno})"})
-                continue
-            finally:
-                stage_seconds["total"] += time.perf_counter() - start
-            for key, members, record in encoded:
-                samples.append((key, members))
-                records.append(record)
-    tar_path, json_path = unit_paths(units_dir, task.index)
+    for item in task.inputs:
+        if item.key in task.skip:
+            failures.append({"key": item.key, "input": item.text, "source": item.source,
+                             "stage": "worker", "reason": task.skip[item.key]})
+            continue
+        journal.write(item.key + "\n")
+        journal.flush()  # the process may die in native code: the driver reads this to know where
+        start = time.perf_counter()
+        try:
+            built = Built.of(spec.process(item, task.params, task.seed))
+            many = isinstance(built.samples, list)
+            outputs = built.samples if many else [("", built.samples)]
+            for stage, seconds in built.timings.items():
+                if stage != "total":  # the driver times the whole molecule itself
+                    stage_seconds[stage] += seconds
+            encoded = []
+            for suffix, fields in outputs:
+                key = f"{item.key}-{suffix}" if many else item.key
+                problems = sample_problems(table, fields)
+                if problems:
+                    raise SampleSchemaError(f"{spec.name}: sample {key!r} does not match the release's field "
+                                            f"table: {'; '.join(problems)}")
+                inchikey = fields["meta"]["inchikey"]
+                t_enc = time.perf_counter()
+                members = encode_sample(fields)
+                stage_seconds["write"] += time.perf_counter() - t_enc
+                encoded.append((key, members, {"key": key, "split": assign_split(inchikey), "inchikey": inchikey}))
+        except MoleculeFailure as err:
+            failures.append({"key": item.key, "input": item.text, "source": item.source,
+                             "stage": err.stage, "reason": err.reason})
+            continue
+        except SampleSchemaError:
+            raise  # a bug in the release, not in the molecule: stop the build
+        except Exception as err:  # a bug or a library error on one molecule must not stop the build
+            if _is_environment_error(err):
+                raise
+            last = traceback.extract_tb(err.__traceback__)[-1]
+            failures.append({"key": item.key, "input": item.text, "source": item.source, "stage": "internal",
+                             "reason": f"{type(err).__name__}: {err} ({Path(last.filename).name}:{last.lineno})"})
+            continue
+        finally:
+            stage_seconds["total"] += time.perf_counter() - start
+        for key, members, record in encoded:
+            samples.append((key, members))
+            records.append(record)
     t_write = time.perf_counter()
-    info = write_shard(tar_path, samples)
+    data, _ = tar_bytes(samples)
     stage_seconds["write"] += time.perf_counter() - t_write
     record = {"index": task.index, "identity": task.identity, "inputs": [i.key for i in task.inputs],
-              "samples": records, "failures": failures, "tar_sha256": info["sha256"],
+              "samples": records, "failures": failures, "tar_sha256": hashlib.sha256(data).hexdigest(),
               "stage_seconds": {k: round(v, 6) for k, v in sorted(stage_seconds.items())}}
-    write_atomic(json_path, _json_bytes(record))
-    journal_path(units_dir, task.index).unlink(missing_ok=True)
-    return record
+    return data, record
 
 
 def _load_unit(units_dir: Path, index: int, identity: str) -> dict | None:
@@ -237,6 +269,33 @@ def _last_started(units_dir: Path, index: int) -> str | None:
     return lines[-1] if lines else None
 
 
+EXECUTORS = ("local", "dask")
+
+
+def make_executor(workers: int, kind: str = "local", scheduler: str | None = None) -> Executor:
+    """The executor of a build.
+
+    Args:
+        workers: worker processes (``local``: serial for ``<= 1``; ``dask`` without a scheduler:
+            the LocalCluster's worker processes).
+        kind: ``"local"`` (this machine's process pool) or ``"dask"``.
+        scheduler: (dask) address of a running scheduler, e.g. ``tcp://10.0.0.5:8786``; None
+            starts a ``distributed.LocalCluster``.
+    Raises:
+        ValueError: an unknown kind, or a scheduler given for the local pool.
+        ModuleNotFoundError: dask without ``dask[distributed]`` installed, saying how to install it.
+    """
+    if kind == "dask":
+        from builders.format.dask_executor import DaskExecutor
+
+        return DaskExecutor(workers=workers, scheduler=scheduler)
+    if kind != "local":
+        raise ValueError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
+    if scheduler is not None:
+        raise ValueError("--scheduler needs --executor dask")
+    return SerialExecutor() if workers <= 1 else ProcessPoolExecutor(workers)
+
+
 def build_lock(root: Path, name: str):
     """The lock that keeps two builds of release ``name`` out of one root: a
     ``filelock.FileLock`` on ``<root>/densegen/.<name>.lock`` (held by the OS, so a killed
@@ -250,7 +309,7 @@ def build_lock(root: Path, name: str):
 
 def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, limit: int | None = None,
                   workers: int = 1, keep_work: bool = False, progress: bool = True, executor=None,
-                  unit_size: int | None = None) -> "Manifest":
+                  unit_size: int | None = None, threads: int | None = DEFAULT_THREADS) -> "Manifest":
     """Build (or resume) a release under ``<root>/densegen/<name>``.
 
     Args:
@@ -266,6 +325,8 @@ def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, li
         executor: an :class:`builders.format.executor.Executor` to use instead of a local pool.
         unit_size: inputs per work unit (resume granularity; default: the release's). It does
             not change the shards, only how much work a kill can lose.
+        threads: BLAS/OpenMP threads per work unit (default 1, whichever executor runs it;
+            None: the libraries' own defaults). Keep it fixed to rebuild byte-identically.
     Returns:
         The manifest (also written to ``manifest.json``).
     Raises:
@@ -284,6 +345,8 @@ def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, li
         raise BuildError(f"--workers must be >= 1, got {workers}")
     if unit_size is not None and unit_size < 1:
         raise BuildError(f"--unit-size must be >= 1, got {unit_size}")
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise BuildError(f"--threads-per-worker must be an integer >= 1, got {threads!r}")
     lock = build_lock(root, spec.name)
     try:
         lock.acquire()
@@ -291,12 +354,14 @@ def build_release(spec: ReleaseSpec, root: Path, params: dict, seed: int = 0, li
         raise BuildError(f"another build of {spec.name} is running into {release_dir(root, spec.name)} "
                          f"(it holds {lock.lock_file}); wait for it to finish or use another --root") from None
     try:
-        return _build_locked(spec, root, params, seed, limit, workers, keep_work, progress, executor, unit_size)
+        return _build_locked(spec, root, params, seed, limit, workers, keep_work, progress, executor, unit_size,
+                             threads)
     finally:
         lock.release()
 
 
-def _build_locked(spec, root, params, seed, limit, workers, keep_work, progress, executor, unit_size) -> dict:
+def _build_locked(spec, root, params, seed, limit, workers, keep_work, progress, executor, unit_size,
+                  threads) -> dict:
     params = spec.resolve_params(params)
     out = release_dir(root, spec.name)
     work = out / WORK_DIR
@@ -352,7 +417,8 @@ def _build_locked(spec, root, params, seed, limit, workers, keep_work, progress,
     skip: dict[int, dict] = {}     # unit -> {input key: failure reason}
 
     def task(i: int) -> UnitTask:
-        return UnitTask(spec_target, params, seed, i, chunks[i], str(units_dir), identities[i], dict(skip.get(i, {})))
+        return UnitTask(spec_target, params, seed, i, chunks[i], str(units_dir), identities[i], dict(skip.get(i, {})),
+                        threads)
 
     started = time.perf_counter()
     bar = tqdm(total=len(inputs), initial=sum(len(chunks[i]) for i in records), unit="mol",
@@ -360,16 +426,20 @@ def _build_locked(spec, root, params, seed, limit, workers, keep_work, progress,
     own_executor = executor is None
     todo = [i for i in range(n_units) if i not in records]
     executor = executor or make_executor(min(workers, max(1, len(todo))))
+    remote = not executor.shares_filesystem  # workers elsewhere: they send units back, the driver writes them
     try:
         while todo:  # a round per wave of retries after worker deaths
             tasks = [task(i) for i in todo]
             todo = []
-            for pos, result in executor.map_unordered(run_unit, tasks):
+            for pos, result in executor.map_unordered(run_unit_remote if remote else run_unit, tasks):
                 index = tasks[pos].index
                 if isinstance(result, WorkerDied):
                     todo.append(index)
                     _note_worker_death(units_dir, index, chunks[index], result, attempts, skip, bar)
                     continue
+                if remote:
+                    write_unit(units_dir, index, result["tar"], result["record"])
+                    result = result["record"]
                 records[index] = result
                 bar.update(len(result["inputs"]))
                 bar.set_postfix(ok=sum(len(r["samples"]) for r in records.values()),
@@ -394,8 +464,9 @@ def _note_worker_death(units_dir: Path, index: int, chunk, died: WorkerDied, att
     if key is None or key not in {c.key for c in chunk}:  # died before its first input: not a molecule's fault
         attempts[f"unit {index}"] += 1
         if attempts[f"unit {index}"] >= MAX_ATTEMPTS:
-            raise BuildError(f"worker processes {died.describe()} {MAX_ATTEMPTS} times while starting work unit "
-                             f"{index}, before any input (look at the machine's memory and limits)")
+            raise BuildError(f"worker processes {died.describe()} {MAX_ATTEMPTS} times on work unit {index}, before "
+                             f"any input or on an executor that cannot say which input (look at the machines' "
+                             f"memory and limits, or rerun with the local pool, which names the input)")
         return
     attempts[key] += 1
     if attempts[key] >= MAX_ATTEMPTS:

@@ -1,5 +1,6 @@
-"""Executors: how a build runs its work units. A local process pool here; a distributed engine
-(e.g. dask) only needs to implement :class:`Executor`.
+"""Executors: how a build runs its work units. A local process pool here; Dask in
+``builders.format.dask_executor``; any other engine only needs to implement :class:`Executor`.
+``builders.format.build.make_executor`` picks one for a build.
 
 Work functions must be importable top-level functions and their arguments picklable, since
 they cross process boundaries. Results come back as soon as they are ready (unordered); the
@@ -34,12 +35,16 @@ class WorkerDied:
 
     Attributes:
         exitcode: the process exit code; negative: killed by signal ``-exitcode``.
+        reason: what the executor said, when it knows no exit code (e.g. Dask's KilledWorker).
     """
 
     exitcode: int | None
+    reason: str = ""
 
     def describe(self) -> str:
         """A short phrase such as ``"killed by SIGSEGV"`` or ``"exited with code 3"``."""
+        if self.reason:
+            return self.reason
         if self.exitcode is not None and self.exitcode < 0:
             try:
                 return f"killed by {signal.Signals(-self.exitcode).name}"
@@ -53,7 +58,14 @@ class RemoteError(RuntimeError):
 
 
 class Executor(ABC):
-    """Runs ``fn(item)`` for every item and yields ``(index, result)`` as results arrive."""
+    """Runs ``fn(item)`` for every item and yields ``(index, result)`` as results arrive.
+
+    Attributes:
+        shares_filesystem: whether workers see the driver's files. False (Dask on a cluster):
+            the build sends work units' bytes back and the driver writes them.
+    """
+
+    shares_filesystem = True
 
     @abstractmethod
     def map_unordered(self, fn: Callable[[Any], Any], items: Iterable[Any]) -> Iterator[tuple[int, Any]]:
@@ -223,8 +235,3 @@ class ProcessPoolExecutor(Executor):
                 pass
         for pair in list(self._procs):
             self._retire(pair)
-
-
-def make_executor(workers: int) -> Executor:
-    """A serial executor for ``workers <= 1``, else a local process pool."""
-    return SerialExecutor() if workers <= 1 else ProcessPoolExecutor(workers)

@@ -1,0 +1,114 @@
+"""A Dask executor: the same build on a ``distributed`` cluster (``--executor dask``).
+
+Without a scheduler address it starts a ``distributed.LocalCluster`` of ``workers`` processes
+with one task thread each; with one (``--scheduler tcp://host:8786``) it connects to a running
+cluster, e.g. ``dask-jobqueue``'s ``SLURMCluster`` (README, "Building on a cluster").
+
+What the build relies on:
+
+* Workers share no file system with the driver: the build sends them
+  ``builders.format.build.run_unit_remote``, which returns a work unit's tar bytes and record,
+  and the driver writes the unit atomically, as with the process pool. Workers need densegen
+  (and the release's extras) installed, nothing else.
+* A worker that dies (killed, out of memory) loses only its in-flight task: Dask's scheduler
+  reschedules it on another worker (up to ``distributed.scheduler.allowed-failures`` times,
+  default 3). When Dask gives up (``KilledWorker``) the unit comes back as a
+  :class:`builders.format.executor.WorkerDied` and the driver resubmits it, as for the pool.
+  Each unit's record is written once, under its index, so nothing is duplicated.
+* At most ``2 x (task threads in the cluster)`` units are in flight, so the driver's memory
+  does not grow with the number of molecules; results stream back as they finish.
+* A killed driver resumes from the units already written, as with the process pool; the
+  LocalCluster's worker processes end with it (``distributed`` ties them to their parent).
+
+BLAS/OpenMP threads inside each unit are fixed by the task itself
+(``builders.format.threads``), so a Dask build and a local build give the same bytes.
+"""
+from __future__ import annotations
+
+import logging
+import uuid
+
+from builders.format.executor import Executor, WorkerDied
+
+_INSTALL = "--executor dask needs dask[distributed]: pip install 'densegen[dask]'"
+
+
+def _distributed():
+    try:
+        import distributed
+    except ModuleNotFoundError as err:
+        raise ModuleNotFoundError(_INSTALL) from err
+    return distributed
+
+
+class DaskExecutor(Executor):
+    """Runs work units as Dask tasks.
+
+    Args:
+        workers: worker processes of the LocalCluster started when ``scheduler`` is None.
+        scheduler: address of a running Dask scheduler (None: start a LocalCluster).
+        in_flight: units submitted ahead (default: twice the cluster's task threads, at least 2).
+    """
+
+    shares_filesystem = False
+
+    def __init__(self, workers: int = 1, scheduler: str | None = None, in_flight: int | None = None):
+        distributed = _distributed()
+        if scheduler is None and workers < 1:
+            raise ValueError(f"workers must be >= 1, got {workers}")
+        self.cluster = None
+        if scheduler is None:
+            self.cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
+                                                    dashboard_address=None, silence_logs=logging.ERROR)
+            self.client = distributed.Client(self.cluster)
+        else:
+            self.client = distributed.Client(scheduler)
+        self._in_flight = in_flight
+
+    def _window(self) -> int:
+        if self._in_flight is not None:
+            return max(1, self._in_flight)
+        threads = sum(self.client.nthreads().values())
+        return max(2, 2 * threads)
+
+    def map_unordered(self, fn, items):
+        from distributed import as_completed
+        from distributed.scheduler import KilledWorker
+
+        run = uuid.uuid4().hex[:12]
+        items = enumerate(items)
+        index_of = {}
+        pending = as_completed()
+
+        def submit_next() -> bool:
+            try:
+                i, item = next(items)
+            except StopIteration:
+                return False
+            future = self.client.submit(fn, item, key=f"densegen-unit-{run}-{i}", pure=False)
+            index_of[future.key] = i
+            pending.add(future)
+            return True
+
+        for _ in range(self._window()):
+            if not submit_next():
+                break
+        for future in pending:
+            i = index_of.pop(future.key)
+            try:
+                result = future.result()
+            except KilledWorker as err:
+                result = WorkerDied(None, reason=f"died (Dask: {str(err)[:200]})")
+            finally:
+                future.release()
+            submit_next()
+            yield i, result
+
+    def close(self) -> None:
+        """Disconnect; stop the LocalCluster this executor started (a given scheduler keeps running)."""
+        self.client.close()
+        if self.cluster is not None:
+            self.cluster.close()
+
+
+__all__ = ["DaskExecutor"]

@@ -1,0 +1,111 @@
+"""The Dask executor (issue 15): a real distributed.LocalCluster of 2 worker processes builds
+the same bytes as the process pool, also when a worker is SIGKILLed mid-build and when the
+driver is killed with -9 and the build rerun."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from builders.format.build import build_release
+from builders.format.manifest import read_manifest, release_dir
+from builders.format.registry import get_release
+from builders.format.verify import verify_release
+
+from .conftest import REPO
+
+pytest.importorskip("distributed")
+
+RELEASE = "random-conformers"
+
+
+def _hashes(manifest) -> dict:
+    return {sh["path"]: sh["sha256"] for sh in manifest.shard_records}
+
+
+def _params(smiles_file) -> dict:
+    return {"input": str(smiles_file), "sources": "qm9,zinc", "conformer": {}}
+
+
+@pytest.fixture(scope="module")
+def pool_release(tmp_path_factory, small_smiles_file):
+    """The 120-line input built by the local process pool (2 workers)."""
+    root = tmp_path_factory.mktemp("pool")
+    return build_release(get_release(RELEASE), root, _params(small_smiles_file), workers=2, progress=False,
+                         unit_size=8)
+
+
+def test_a_local_cluster_of_two_workers_builds_the_process_pools_bytes(tmp_path, small_smiles_file, pool_release):
+    from builders.format.dask_executor import DaskExecutor
+
+    with DaskExecutor(workers=2) as executor:
+        assert len(executor.client.nthreads()) == 2  # two worker processes, one task thread each
+        manifest = build_release(get_release(RELEASE), tmp_path, _params(small_smiles_file), executor=executor,
+                                 progress=False, unit_size=8)
+    assert _hashes(manifest) == _hashes(pool_release)
+    assert manifest.total_samples == pool_release.total_samples > 50
+    assert verify_release(release_dir(tmp_path, RELEASE)) == []
+
+
+def test_a_worker_killed_mid_build_costs_only_its_unit(tmp_path, small_smiles_file, pool_release, monkeypatch):
+    """The worker that reaches input 70 SIGKILLs itself once; Dask reschedules its unit, the
+    nanny starts a new worker, and the release is byte-identical to the undisturbed build."""
+    from builders.format.dask_executor import DaskExecutor
+    from tests.crash_release import KilledOnceConformers
+
+    target = small_smiles_file.read_text().splitlines()[70]
+    trigger = tmp_path / "kill-once.txt"
+    trigger.write_text(target + "\n")
+    monkeypatch.setenv("DENSEGEN_TEST_KILL_ONCE", str(trigger))  # before the cluster starts its workers
+    with DaskExecutor(workers=2) as executor:
+        manifest = build_release(KilledOnceConformers(), tmp_path, _params(small_smiles_file), executor=executor,
+                                 progress=False, unit_size=8)
+    assert (tmp_path / "kill-once.txt.done").exists(), "no worker was killed"
+    assert _hashes(manifest) == _hashes(pool_release)
+    assert manifest.failures_total == pool_release.failures_total  # no input blamed for the death
+
+
+def _units(root):
+    return list((release_dir(root, RELEASE) / ".build" / "units").glob("*.json"))
+
+
+def test_a_driver_killed_with_sigkill_resumes_to_the_same_bytes(tmp_path, small_smiles_file):
+    """kill -9 of the CLI driver after a few units: its LocalCluster workers end with it, and
+    the same command run again finishes the build with the process pool's bytes."""
+    big = tmp_path / "big.smi"
+    big.write_text(small_smiles_file.read_text() * 5)  # 600 lines, 300 units: long enough to kill
+    pool = build_release(get_release(RELEASE), tmp_path / "pool", _params(big), workers=2, progress=False,
+                         unit_size=2)
+    argv = [sys.executable, "-m", "builders", "build", RELEASE, "--input", str(big), "--root", str(tmp_path),
+            "--executor", "dask", "--workers", "2", "--unit-size", "2", "--quiet"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(argv, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.time() + 120
+    while time.time() < deadline and len(_units(tmp_path)) < 4 and proc.poll() is None:
+        time.sleep(0.01)
+    assert proc.poll() is None, "the build finished before it could be killed"
+    done_before = len(_units(tmp_path))
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert 0 < done_before < 300 and not (release_dir(tmp_path, RELEASE) / "manifest.json").exists()
+    res = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    manifest = read_manifest(release_dir(tmp_path, RELEASE))
+    assert _hashes(manifest) == _hashes(pool)
+
+
+def test_dask_options_are_checked_with_one_line(tmp_path, small_smiles_file):
+    from builders.format.build import make_executor
+
+    with pytest.raises(ValueError, match="--scheduler needs --executor dask"):
+        make_executor(2, kind="local", scheduler="tcp://127.0.0.1:1")
+    with pytest.raises(ValueError, match="unknown executor 'spark'"):
+        make_executor(2, kind="spark")
+    res = subprocess.run([sys.executable, "-m", "builders", "build", RELEASE, "--input", str(small_smiles_file),
+                          "--root", str(tmp_path), "--threads-per-worker", "0", "--quiet"], cwd=REPO,
+                         env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 2 and "--threads-per-worker must be an integer >= 1" in res.stderr
