@@ -18,10 +18,8 @@ def _cmd_list(args) -> int:
 
 
 def _cmd_build(args) -> int:
-    from builders.format.build import BuildError, build_release, summary_line
+    from builders.format.build import BuildError, build_release, make_executor, summary_line
     from builders.format.manifest import release_dir
-
-    from builders.format.build import make_executor
 
     spec = get_release(args.release)
     executor = None
@@ -156,8 +154,8 @@ def main(argv=None) -> int:
                        help="with --executor dask: a running scheduler (e.g. tcp://10.0.0.5:8786); "
                             "default: start a LocalCluster")
         p.add_argument("--threads-per-worker", type=int, default=1,
-                       help="BLAS/OpenMP threads each worker runs a molecule with (default 1; the shards of "
-                            "two builds are byte-identical only with the same value)")
+                       help="BLAS/OpenMP threads each worker runs a molecule with (default 1; keep it the same "
+                            "between builds that must give the same bytes)")
         p.add_argument("--seed", type=int, default=0, help="build seed (default 0)")
         p.add_argument("--root", type=Path, default=Path("."), help="folder that holds densegen/ (default: .)")
         p.add_argument("--keep-work", action="store_true", help="keep the .build/ work units after finishing")

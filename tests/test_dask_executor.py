@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 
+import psutil
 import pytest
 
 from builders.format.build import build_release
@@ -74,7 +75,7 @@ def _units(root):
 
 
 def test_a_driver_killed_with_sigkill_resumes_to_the_same_bytes(tmp_path, small_smiles_file):
-    """kill -9 of the CLI driver after a few units: its LocalCluster workers end with it, and
+    """kill -9 of the CLI driver after a few units: its LocalCluster worker processes end with it, and
     the same command run again finishes the build with the process pool's bytes."""
     big = tmp_path / "big.smi"
     big.write_text(small_smiles_file.read_text() * 5)  # 600 lines, 300 units: long enough to kill
@@ -89,8 +90,12 @@ def test_a_driver_killed_with_sigkill_resumes_to_the_same_bytes(tmp_path, small_
         time.sleep(0.01)
     assert proc.poll() is None, "the build finished before it could be killed"
     done_before = len(_units(tmp_path))
+    workers = psutil.Process(proc.pid).children(recursive=True)
+    assert len(workers) >= 2, "the LocalCluster's worker processes were not found"
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
+    gone, alive = psutil.wait_procs(workers, timeout=20)
+    assert not alive, f"worker processes outlived the killed driver: {alive}"
     assert 0 < done_before < 300 and not (release_dir(tmp_path, RELEASE) / "manifest.json").exists()
     res = subprocess.run(argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr

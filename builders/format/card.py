@@ -15,12 +15,12 @@ CITATIONS = """\
 ```"""
 
 
-def _split_files(manifest: dict, config: str, cfg: dict, split: str) -> list[str]:
+def _split_files(manifest: Manifest, config: str, cfg: dict, split: str) -> list[str]:
     """The exact shard paths of one config and split (never a glob: a stray file copied into
     the folder is not part of the dataset)."""
     if "shards" not in manifest:  # a manifest without a shard list: the folder's shards
         return [f"{cfg['folder']}/{split}/*.tar"]
-    return Manifest(manifest).shard_paths(split, config)
+    return manifest.shard_paths(split, config)
 
 
 def card_metadata(spec, manifest: dict) -> dict:

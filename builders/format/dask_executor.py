@@ -2,7 +2,7 @@
 
 Without a scheduler address it starts a ``distributed.LocalCluster`` of ``workers`` processes
 with one task thread each; with one (``--scheduler tcp://host:8786``) it connects to a running
-cluster, e.g. ``dask-jobqueue``'s ``SLURMCluster`` (README, "Building on a cluster").
+cluster, e.g. one started by ``dask-jobqueue``'s ``SLURMCluster``.
 
 What the build relies on:
 
@@ -18,7 +18,8 @@ What the build relies on:
 * At most ``2 x (task threads in the cluster)`` units are in flight, so the driver's memory
   does not grow with the number of molecules; results stream back as they finish.
 * A killed driver resumes from the units already written, as with the process pool; the
-  LocalCluster's worker processes end with it (``distributed`` ties them to their parent).
+  LocalCluster's worker processes end with it (``distributed.process.AsyncProcess`` exits a
+  child when its parent's pipe closes).
 
 BLAS/OpenMP threads inside each unit are fixed by the task itself
 (``builders.format.threads``), so a Dask build and a local build give the same bytes.

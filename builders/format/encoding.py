@@ -137,6 +137,22 @@ def read_npy_header(f, max_header_size: int = 10_000):
         raise NpyHeaderError("header", str(err)) from None
 
 
+def npy_zst_header(data: bytes, prefix: int = 4096):
+    """(shape, fortran_order, dtype) of a zstandard-compressed ``.npy`` member, decompressing only
+    its first ``prefix`` bytes (the header), never the array.
+
+    Raises:
+        ValueError: not a zstandard frame, or :class:`NpyHeaderError` for the header.
+    """
+    import zstandard
+
+    try:
+        head = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data)).read(prefix)
+    except zstandard.ZstdError as err:
+        raise ValueError(f"not a zstandard frame ({err})") from None
+    return read_npy_header(io.BytesIO(head))
+
+
 def _txt(data: bytes) -> str:
     return data.decode("utf-8")
 

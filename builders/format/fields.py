@@ -18,6 +18,8 @@ import numpy as np
 
 _NUMPY_KIND = {"bool": "b", "uint8": "u", "int32": "i", "int64": "i", "float16": "f", "float32": "f",
                "float64": "f"}
+#: numpy kinds a JSON list may decode to for a declared kind
+_JSON_KINDS = {"b": "b", "u": "iu", "i": "iu", "f": "iuf"}
 
 
 @dataclass(frozen=True)
@@ -112,11 +114,9 @@ def _value_problem(field: Field, value) -> str | None:
             array = np.asarray(value)
         except ValueError:  # ragged nested lists
             return f"is a ragged list, declared {field.dtype} {_shape_text(field.shape)}"
-        want = _NUMPY_KIND[field.dtype]
         # JSON has one number type: an int list may stand where floats are declared, not the reverse
-        kind_ok = not array.size or array.dtype.kind == want or (want == "f" and array.dtype.kind in "iu") \
-            or (want in "iu" and array.dtype.kind in "iu")
-        if not kind_ok or not _shape_matches(field.shape, array.shape):
+        allowed = _JSON_KINDS[_NUMPY_KIND[field.dtype]]
+        if (array.size and array.dtype.kind not in allowed) or not _shape_matches(field.shape, array.shape):
             return f"is {array.dtype} of shape {array.shape}, declared {field.dtype} {_shape_text(field.shape)}"
         return None
     if not isinstance(value, np.ndarray):
@@ -145,16 +145,11 @@ def _encoded_problem(field: Field, value) -> str | None:
         return f"is {type(value).__name__} {getattr(value, 'ext', '')!r}, declared an encoded {ext} member"
     if ext != "npy.zst":
         return None
-    import io
-
-    import zstandard
-
-    from builders.format.encoding import read_npy_header
+    from builders.format.encoding import npy_zst_header
 
     try:
-        head = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(value.data)).read(4096)
-        shape, _, dtype = read_npy_header(io.BytesIO(head))
-    except Exception as err:  # noqa: BLE001 - any undecodable member is the problem reported
+        shape, _, dtype = npy_zst_header(value.data)
+    except ValueError as err:
         return f"is not a zstd-compressed .npy array ({type(err).__name__}: {err})"
     return _array_problem(field, dtype, shape)
 
