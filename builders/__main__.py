@@ -25,8 +25,9 @@ def _cmd_build(args) -> int:
     executor = None
     try:
         params = spec.params_from_args(args)
-        if args.executor != "local" or args.scheduler is not None:
-            executor = make_executor(args.workers, kind=args.executor, scheduler=args.scheduler)
+        if args.executor != "local" or args.scheduler is not None or args.in_flight is not None:
+            executor = make_executor(args.workers, kind=args.executor, scheduler=args.scheduler,
+                                     in_flight=args.in_flight)
         manifest = build_release(spec, args.root, params, seed=args.seed, limit=args.limit, workers=args.workers,
                                  keep_work=args.keep_work, progress=not args.quiet, unit_size=args.unit_size,
                                  executor=executor, threads=args.threads_per_worker)
@@ -153,6 +154,10 @@ def main(argv=None) -> int:
         p.add_argument("--scheduler", default=None, metavar="ADDRESS",
                        help="with --executor dask: a running scheduler (e.g. tcp://10.0.0.5:8786); "
                             "default: start a LocalCluster")
+        p.add_argument("--in-flight", type=int, default=None, metavar="N",
+                       help="with --executor dask: work units queued on the cluster at once (default: twice "
+                            "its worker threads; with adaptive scaling, about twice the most workers it may "
+                            "grow to, so it sees the demand)")
         p.add_argument("--threads-per-worker", type=int, default=1,
                        help="BLAS/OpenMP threads each worker runs a molecule with (default 1; keep it the same "
                             "between builds that must give the same bytes)")

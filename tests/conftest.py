@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
+TEST_DATA = REPO / "tests" / "data"  # small real fixtures, vendored with their provenance
 EMBEDDED = REPO / "builders" / "data"
 
 # Keep native libraries on one thread in tests: the machine has 2 cores and pytest runs

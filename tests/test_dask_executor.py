@@ -1,9 +1,12 @@
 """The Dask executor (issue 15): a real distributed.LocalCluster of 2 worker processes builds
 the same bytes as the process pool, also when a worker is SIGKILLed mid-build and when the
-driver is killed with -9 and the build rerun."""
+driver is killed with -9 and the build rerun; README's Slurm recipe (dask-jobqueue's real
+SLURMCluster, adaptive) builds them too, its jobs run by stand-ins for sbatch and scancel."""
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -17,7 +20,7 @@ from builders.format.manifest import read_manifest, release_dir
 from builders.format.registry import get_release
 from builders.format.verify import verify_release
 
-from .conftest import REPO
+from .conftest import REPO, TEST_DATA, zinc_smiles
 
 pytest.importorskip("distributed")
 
@@ -114,3 +117,70 @@ def test_dask_options_are_checked_with_one_line(tmp_path, small_smiles_file):
                           "--root", str(tmp_path), "--threads-per-worker", "0", "--quiet"], cwd=REPO,
                          env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True, timeout=120)
     assert res.returncode == 2 and "--threads-per-worker must be an integer >= 1" in res.stderr
+
+
+def test_dask_in_flight_is_checked(tmp_path):
+    from builders.format.build import make_executor
+
+    with pytest.raises(ValueError, match="--in-flight needs --executor dask"):
+        make_executor(2, kind="local", in_flight=4)
+    res = subprocess.run([sys.executable, "-m", "builders", "build", RELEASE, "--root", str(tmp_path),
+                          "--executor", "dask", "--scheduler", "tcp://127.0.0.1:1", "--in-flight", "0", "--quiet"],
+                         cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode == 2 and res.stderr.strip() == "error: --in-flight must be >= 1, got 0"
+
+
+def test_the_window_grows_with_the_cluster():
+    """Units queued follow the cluster's task threads as it grows (what adaptive scaling needs)."""
+    from builders.format.dask_executor import DaskExecutor
+
+    with DaskExecutor(workers=1) as executor:
+        assert executor._window() == 2
+        executor.cluster.scale(3)
+        executor.client.wait_for_workers(3, timeout=60)
+        executor._threads_read_at = float("-inf")  # the 5 s cache of the thread count, expired
+        assert executor._window() == 6
+
+
+def test_the_slurm_recipe_builds_the_process_pools_bytes(tmp_path, monkeypatch):
+    """README's recipe: a real dask_jobqueue.SLURMCluster with adaptive scaling, whose job
+    scripts the sbatch stand-in (tests/data/slurm_stub) runs as local processes; the CLI build
+    connects with --scheduler and gives the process pool's bytes, the cluster grows to its
+    maximum because --in-flight queues the work, and closing it cancels every job."""
+    pytest.importorskip("dask_jobqueue")
+    from dask_jobqueue import SLURMCluster
+
+    stub = tmp_path / "slurm"
+    shutil.copytree(TEST_DATA / "slurm_stub", stub)
+    monkeypatch.setenv("PATH", f"{stub}{os.pathsep}{os.environ['PATH']}")
+    big = tmp_path / "zinc600.smi"
+    big.write_text("\n".join(zinc_smiles(600)) + "\n")  # 600 molecules in units of 50: over a second of work
+    pool = build_release(get_release(RELEASE), tmp_path / "pool", _params(big), workers=2, progress=False,
+                         unit_size=50)  # each, so 8 queued exceed adapt's 5 s target and a second job joins
+    cluster = SLURMCluster(cores=1, processes=1, memory="2GiB", walltime="00:30:00",
+                           worker_extra_args=["--lifetime", "25m", "--lifetime-stagger", "1m"],
+                           job_script_prologue=["export OMP_NUM_THREADS=1"])
+    try:
+        script = cluster.job_script()
+        for line in ("#SBATCH --cpus-per-task=1", "#SBATCH --mem=2G", "#SBATCH -t 00:30:00", "--nthreads 1",
+                     "--lifetime 25m", "export OMP_NUM_THREADS=1"):
+            assert line in script, f"{line!r} not in the job script:\n{script}"
+        cluster.adapt(minimum_jobs=1, maximum_jobs=2)
+        res = subprocess.run([sys.executable, "-m", "builders", "build", RELEASE, "--input", str(big),
+                              "--root", str(tmp_path), "--executor", "dask", "--scheduler", cluster.scheduler_address,
+                              "--in-flight", "8", "--unit-size", "50", "--quiet"],
+                             cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)}, capture_output=True, text=True,
+                             timeout=600)
+        assert res.returncode == 0, res.stderr[-3000:]
+    finally:
+        cluster.close()
+    manifest = read_manifest(release_dir(tmp_path, RELEASE))
+    assert _hashes(manifest) == _hashes(pool)
+    jobs = sorted(p.stem for p in (stub / "jobs").glob("*.sh"))
+    assert len(jobs) == 2, f"adaptive scaling submitted {len(jobs)} job(s), expected its maximum of 2"
+    assert all(re.fullmatch(r"\d+", j) for j in jobs)
+    deadline = time.time() + 30
+    while time.time() < deadline and len(list((stub / "jobs").glob("*.cancelled"))) < 2:
+        time.sleep(0.2)
+    assert len(list((stub / "jobs").glob("*.cancelled"))) == 2, "closing the cluster did not scancel its jobs"

@@ -65,7 +65,8 @@ def test_publish_dry_run_lists_the_files_and_why_each_check_passed(release):
     res = _cli("publish", out, "--repo-id", "densegen/random-conformers", "--dry-run", env={"HF_TOKEN": "hf_test"})
     assert res.returncode == 0, res.stderr
     listed = {line.split()[0] for line in res.stdout.splitlines() if line.startswith("  ")}
-    assert listed == {"README.md", "manifest.json", "failures.jsonl"} | set(manifest.shard_paths("train")) | \
+    assert listed == {"README.md", "manifest.json", "failures.jsonl", "croissant.json"} | \
+        set(manifest.shard_paths("train")) | \
         set(manifest.shard_paths("valid")) | set(manifest.shard_paths("test"))
     assert "check passed: verify" in res.stdout and "check passed: card: YAML parsed" in res.stdout
     assert "check passed: layout" in res.stdout and "check passed: token" in res.stdout

@@ -115,6 +115,10 @@ def test_readme_reading_snippets_run(small_release, tmp_path, monkeypatch):
     monkeypatch.chdir(out.parent.parent)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
+    from etils import epath
+    import mlcroissant._src.operation_graph.operations.extract as croissant_extract
+
+    monkeypatch.setattr(croissant_extract, "EXTRACT_PATH", epath.Path(tmp_path / "croissant"))  # a fresh cache
     code = readme_code("### Reading", "### random-conformers")
     assert "load_release" in code and "webdataset_pipeline" in code and ".decode()" not in code
     scope: dict = {}

@@ -146,6 +146,27 @@ class RandomConformers(ReleaseSpec):
     def card_body(self, manifest: dict) -> str:
         return CARD_BODY
 
+    def responsible_ai(self, manifest: dict) -> dict:
+        return {
+            "data_collection": ("Computed, not measured: SMILES from QM9 (qm9pack) and ZINC (the embedded train/test "
+                                "files), or the user's --input file, turned into 3D conformers with RDKit (ETKDGv3, "
+                                "MMFF94) as paper 002 (Mo3ENet) section 3.4 describes."),
+            "data_preprocessing_protocol": ("Filters H, C, N, O, F; 5-30 atoms; radius <= 15 A; no two atoms closer "
+                                            "than 0.7 A; truncation to <= 9 heavy atoms with H capping; random "
+                                            "torsions; 20 MMFF94 steps; Gaussian noise (and a train-only rescale) "
+                                            "on positions. Every input not built is in failures.jsonl with its "
+                                            "stage and reason."),
+            "data_biases": ("Chemical space of QM9 (<= 9 heavy atoms of C, N, O, F) and drug-like ZINC molecules, "
+                            "cut to <= 9 heavy atoms: no metals, no charged species, no large or flexible "
+                            "molecules. Conformers are random (uniform torsions, short relaxation), not a "
+                            "Boltzmann ensemble and not minima."),
+            "data_limitations": ("Geometries are force-field quality; noisy positions are an augmentation, not "
+                                 "physical motion. Not a source of conformer energies or populations."),
+            "data_use_cases": ("Training and evaluating point-cloud encoders and autoencoders of molecular "
+                               "structure (Mo3ENet) and their reconstruction benchmark."),
+            "personal_sensitive_information": 'None: the samples are molecules (structures and computed properties); they describe no person and hold no personal data.',
+        }
+
 
 CARD_BODY = """## How it was built
 

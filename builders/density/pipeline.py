@@ -175,10 +175,10 @@ def _inchikey(mol) -> str:
 
 
 def _rhf_fields(z, positions, rhf_conv_tol, rhf_max_cycle, margin_bohr, grid_shape, deadline, timings):
-    t0 = time.perf_counter()
+    t0 = time.process_time()
     deadline.check("RHF")
     rhf = run_rhf(z, positions, basis=RHF_BASIS, conv_tol=rhf_conv_tol, max_cycle=rhf_max_cycle, deadline=deadline)
-    timings["rhf"] = time.perf_counter() - t0
+    timings["rhf"] = time.process_time() - t0
     frame = seed_frame(positions, margin_bohr=margin_bohr, shape=grid_shape)
     fields = {
         "method": "RHF",
@@ -231,26 +231,26 @@ def build_density_sample(smiles: str, seed: int = 0, time_limit_s: float | None 
 
     _stage_name(semiempirical)
     timings = {} if timings is None else timings
-    t_start = time.perf_counter()
+    t_start = time.process_time()
     try:
         with time_limit(time_limit_s) as deadline:
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             mol = filter_smiles(smiles, max_heavy_atoms=max_heavy_atoms)
             inchikey = _inchikey(mol)
             canonical = Chem.MolToSmiles(mol)
             z_all = np.array([a.GetAtomicNum() for a in Chem.AddHs(mol).GetAtoms()])
             check_semiempirical_available(z_all, semiempirical)
-            timings["filter"] = time.perf_counter() - t0
+            timings["filter"] = time.process_time() - t0
 
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             search = conformer_search(mol, n_conformers=n_conformers, seed=seed, deadline=deadline)
             candidates = select_candidates(search, n=n_mindo3)
-            timings["conformers"] = time.perf_counter() - t0
+            timings["conformers"] = time.process_time() - t0
 
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             semi = semiempirical_reoptimize(search, candidates, n_slots=n_mindo3, semiempirical=semiempirical,
                                             max_steps=geomopt_max_steps, deadline=deadline)
-            timings["semiempirical"] = time.perf_counter() - t0
+            timings["semiempirical"] = time.process_time() - t0
 
             positions = semi.pop("positions")
             sample = {
@@ -274,7 +274,7 @@ def build_density_sample(smiles: str, seed: int = 0, time_limit_s: float | None 
     except TimeLimitExceeded as exc:
         raise MoleculeFailure("timeout", str(exc)) from None
     finally:
-        timings["total"] = time.perf_counter() - t_start
+        timings["total"] = time.process_time() - t_start
     return sample
 
 
@@ -333,10 +333,10 @@ def build_density_sample_from_geometry(atomic_numbers, positions_angstrom, smile
     if np.any(z < 1) or np.any(z > 118):
         raise MoleculeFailure("parse", "atomic numbers must be in 1..118")
     timings = {} if timings is None else timings
-    t_start = time.perf_counter()
+    t_start = time.process_time()
     try:
         with time_limit(time_limit_s) as deadline:
-            t0 = time.perf_counter()
+            t0 = time.process_time()
             canonical = ""
             if smiles:
                 from builders.density.filters import parse_smiles
@@ -350,7 +350,7 @@ def build_density_sample_from_geometry(atomic_numbers, positions_angstrom, smile
                 mol = _mol_from_geometry(z, pos)
                 canonical = Chem.MolToSmiles(Chem.RemoveHs(mol))
                 key = _inchikey(mol)
-            timings["filter"] = time.perf_counter() - t0
+            timings["filter"] = time.process_time() - t0
             timings["conformers"] = 0.0
             timings["semiempirical"] = 0.0
             sample = {
@@ -379,5 +379,5 @@ def build_density_sample_from_geometry(atomic_numbers, positions_angstrom, smile
     except TimeLimitExceeded as exc:
         raise MoleculeFailure("timeout", str(exc)) from None
     finally:
-        timings["total"] = time.perf_counter() - t_start
+        timings["total"] = time.process_time() - t_start
     return sample

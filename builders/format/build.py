@@ -41,11 +41,12 @@ from pathlib import Path
 from tqdm import tqdm
 
 from builders.format import card
+from builders.format.croissant import croissant_bytes
 from builders.format.encoding import encode_sample
 from builders.format.executor import Executor, ProcessPoolExecutor, SerialExecutor, WorkerDied
 from builders.format.failures import MoleculeFailure
 from builders.format.fields import sample_problems
-from builders.format.manifest import CARD, FAILURES, MANIFEST, WORK_DIR, Manifest, release_dir
+from builders.format.manifest import CARD, CROISSANT, FAILURES, MANIFEST, WORK_DIR, Manifest, release_dir
 from builders.format.provenance import PACKAGE_VERSION, git_commit, package_versions
 from builders.format.registry import import_string_of
 from builders.format.spec import Built, Input, ReleaseSpec
@@ -186,7 +187,7 @@ def _process_inputs(task: UnitTask, journal) -> tuple[bytes, dict]:
             continue
         journal.write(item.key + "\n")
         journal.flush()  # the process may die in native code: the driver reads this to know where
-        start = time.perf_counter()
+        start = time.process_time()
         try:
             built = Built.of(spec.process(item, task.params, task.seed))
             many = isinstance(built.samples, list)
@@ -202,9 +203,9 @@ def _process_inputs(task: UnitTask, journal) -> tuple[bytes, dict]:
                     raise SampleSchemaError(f"{spec.name}: sample {key!r} does not match the release's field "
                                             f"table: {'; '.join(problems)}")
                 inchikey = fields["meta"]["inchikey"]
-                t_enc = time.perf_counter()
+                t_enc = time.process_time()
                 members = encode_sample(fields)
-                stage_seconds["write"] += time.perf_counter() - t_enc
+                stage_seconds["write"] += time.process_time() - t_enc
                 encoded.append((key, members, {"key": key, "split": assign_split(inchikey), "inchikey": inchikey}))
         except MoleculeFailure as err:
             failures.append({"key": item.key, "input": item.text, "source": item.source,
@@ -220,13 +221,13 @@ def _process_inputs(task: UnitTask, journal) -> tuple[bytes, dict]:
                              "reason": f"{type(err).__name__}: {err} ({Path(last.filename).name}:{last.lineno})"})
             continue
         finally:
-            stage_seconds["total"] += time.perf_counter() - start
+            stage_seconds["total"] += time.process_time() - start
         for key, members, record in encoded:
             samples.append((key, members))
             records.append(record)
-    t_write = time.perf_counter()
+    t_write = time.process_time()
     data, _ = tar_bytes(samples)
-    stage_seconds["write"] += time.perf_counter() - t_write
+    stage_seconds["write"] += time.process_time() - t_write
     record = {"index": task.index, "identity": task.identity, "inputs": [i.key for i in task.inputs],
               "samples": records, "failures": failures, "tar_sha256": hashlib.sha256(data).hexdigest(),
               "stage_seconds": {k: round(v, 6) for k, v in sorted(stage_seconds.items())}}
@@ -272,7 +273,8 @@ def _last_started(units_dir: Path, index: int) -> str | None:
 EXECUTORS = ("local", "dask")
 
 
-def make_executor(workers: int, kind: str = "local", scheduler: str | None = None) -> Executor:
+def make_executor(workers: int, kind: str = "local", scheduler: str | None = None,
+                  in_flight: int | None = None) -> Executor:
     """The executor of a build.
 
     Args:
@@ -281,18 +283,21 @@ def make_executor(workers: int, kind: str = "local", scheduler: str | None = Non
         kind: ``"local"`` (this machine's process pool) or ``"dask"``.
         scheduler: (dask) address of a running scheduler, e.g. ``tcp://10.0.0.5:8786``; None
             starts a ``distributed.LocalCluster``.
+        in_flight: (dask) units queued on the cluster at once (default: twice its task threads).
     Raises:
-        ValueError: an unknown kind, or a scheduler given for the local pool.
+        ValueError: an unknown kind, or a scheduler or in_flight given for the local pool.
         ModuleNotFoundError: dask without ``dask[distributed]`` installed, saying how to install it.
     """
     if kind == "dask":
         from builders.format.dask_executor import DaskExecutor
 
-        return DaskExecutor(workers=workers, scheduler=scheduler)
+        return DaskExecutor(workers=workers, scheduler=scheduler, in_flight=in_flight)
     if kind != "local":
         raise ValueError(f"unknown executor {kind!r}; choose one of {', '.join(EXECUTORS)}")
     if scheduler is not None:
         raise ValueError("--scheduler needs --executor dask")
+    if in_flight is not None:
+        raise ValueError("--in-flight needs --executor dask")
     return SerialExecutor() if workers <= 1 else ProcessPoolExecutor(workers)
 
 
@@ -371,7 +376,7 @@ def _build_locked(spec, root, params, seed, limit, workers, keep_work, progress,
         inputs = inputs[:limit]
     unit_size = spec.unit_size if unit_size is None else int(unit_size)
     full_params = {"release": spec.name, "seed": seed, "limit": limit, "unit_size": unit_size,
-                   "samples_per_shard": spec.samples_per_shard, **params}
+                   "samples_per_shard": spec.samples_per_shard, "threads_per_worker": threads, **params}
     identity = {"params": full_params, "inputs_sha256": _inputs_digest(inputs), "builder_version": PACKAGE_VERSION}
 
     manifest_path = out / MANIFEST
@@ -530,6 +535,7 @@ def finalize(spec: ReleaseSpec, out: Path, chunks, records: dict, rejected, full
         build_seconds=build_seconds, stage_cpu_seconds=dict(stage_seconds))
     write_atomic(out / MANIFEST, _json_bytes(manifest))
     write_atomic(out / CARD, card.render_card(spec, manifest).encode("utf-8"))
+    write_atomic(out / CROISSANT, croissant_bytes(spec, manifest))
     return manifest
 
 

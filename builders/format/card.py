@@ -6,13 +6,12 @@ import yaml
 from builders.format.fields import markdown_table
 from builders.format.manifest import Manifest
 
-CITATIONS = """\
-```bibtex
+CITATION_BIBTEX = """\
 @misc{densegen,
   title  = {densegen: datasets and benchmarks for 3D molecular representations},
   note   = {Built from the pipelines of 3DGrid-VQGAN (electron densities) and Mo3ENet (point clouds)}
-}
-```"""
+}"""
+CITATIONS = f"```bibtex\n{CITATION_BIBTEX}\n```"
 
 
 def _split_files(manifest: Manifest, config: str, cfg: dict, split: str) -> list[str]:

@@ -15,8 +15,11 @@ What the build relies on:
   default 3). When Dask gives up (``KilledWorker``) the unit comes back as a
   :class:`builders.format.executor.WorkerDied` and the driver resubmits it, as for the pool.
   Each unit's record is written once, under its index, so nothing is duplicated.
-* At most ``2 x (task threads in the cluster)`` units are in flight, so the driver's memory
-  does not grow with the number of molecules; results stream back as they finish.
+* At most ``2 x (task threads in the cluster)`` units are in flight (``in_flight`` to choose),
+  counted again as each unit comes back, so a cluster that grows (``adapt``) gets more work;
+  the driver's memory does not grow with the number of molecules; results stream back as they
+  finish. Adaptive scaling sizes the cluster by the work queued on it, so with ``adapt`` give
+  ``in_flight`` about twice the maximum worker threads, or it never sees enough demand to grow.
 * A killed driver resumes from the units already written, as with the process pool; the
   LocalCluster's worker processes end with it (``distributed.process.AsyncProcess`` exits a
   child when its parent's pipe closes).
@@ -27,6 +30,7 @@ BLAS/OpenMP threads inside each unit are fixed by the task itself
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 
 from builders.format.executor import Executor, WorkerDied
@@ -48,7 +52,8 @@ class DaskExecutor(Executor):
     Args:
         workers: worker processes of the LocalCluster started when ``scheduler`` is None.
         scheduler: address of a running Dask scheduler (None: start a LocalCluster).
-        in_flight: units submitted ahead (default: twice the cluster's task threads, at least 2).
+        in_flight: units queued on the cluster at once (default: twice its task threads at the
+            time, at least 2, re-read as units come back).
     """
 
     shares_filesystem = False
@@ -57,6 +62,8 @@ class DaskExecutor(Executor):
         distributed = _distributed()
         if scheduler is None and workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
+        if in_flight is not None and in_flight < 1:
+            raise ValueError(f"--in-flight must be >= 1, got {in_flight}")
         self.cluster = None
         if scheduler is None:
             self.cluster = distributed.LocalCluster(n_workers=workers, threads_per_worker=1, processes=True,
@@ -65,12 +72,18 @@ class DaskExecutor(Executor):
         else:
             self.client = distributed.Client(scheduler)
         self._in_flight = in_flight
+        self._threads, self._threads_read_at = 0, float("-inf")
 
     def _window(self) -> int:
+        """Units to keep queued: ``in_flight``, or twice the task threads now in the cluster
+        (asked of the scheduler at most every 5 s)."""
         if self._in_flight is not None:
-            return max(1, self._in_flight)
-        threads = sum(self.client.nthreads().values())
-        return max(2, 2 * threads)
+            return self._in_flight
+        now = time.monotonic()
+        if now - self._threads_read_at > 5.0:
+            self._threads = sum(self.client.nthreads().values())
+            self._threads_read_at = now
+        return max(2, 2 * self._threads)
 
     def map_unordered(self, fn, items):
         from distributed import as_completed
@@ -91,9 +104,11 @@ class DaskExecutor(Executor):
             pending.add(future)
             return True
 
-        for _ in range(self._window()):
-            if not submit_next():
-                break
+        def fill() -> None:
+            while pending.count() < self._window() and submit_next():
+                pass
+
+        fill()
         for future in pending:
             i = index_of.pop(future.key)
             try:
@@ -102,7 +117,7 @@ class DaskExecutor(Executor):
                 result = WorkerDied(None, reason=f"died (Dask: {str(err)[:200]})")
             finally:
                 future.release()
-            submit_next()
+            fill()
             yield i, result
 
     def close(self) -> None:

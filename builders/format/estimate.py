@@ -2,8 +2,9 @@
 (``python -m builders estimate``).
 
 The manifest of every build records, per stage, the seconds its workers spent
-(``timing.stage_cpu_seconds``: wall seconds inside single-threaded work units, i.e. CPU
-seconds of one core), how many inputs were processed and the bytes of every shard. From a
+(``timing.stage_cpu_seconds``: CPU seconds of the worker process, ``time.process_time``,
+inside each work unit, so time spent waiting for a core on a busy machine is not counted), how many inputs
+were processed and the bytes of every shard. From a
 pilot build of n inputs, a build of N inputs costs ``N / n`` times as much per stage; its
 wall time on W workers is the total CPU time over W (perfect scaling: an upper bound on the
 speed, to be read next to the measured scaling in README); its size is the pilot's bytes per

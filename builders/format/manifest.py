@@ -27,6 +27,7 @@ import jsonschema
 MANIFEST = "manifest.json"
 CARD = "README.md"
 FAILURES = "failures.jsonl"
+CROISSANT = "croissant.json"  # Croissant metadata (builders.format.croissant)
 WORK_DIR = ".build"  # an unfinished build's work units; a finished release has none
 
 
@@ -403,5 +404,5 @@ def shard_specs(release, split: str | None = None, config: str | None = None,
     return out
 
 
-__all__ = ["SCHEMA", "MANIFEST", "CARD", "FAILURES", "ManifestError", "ShardSpec", "manifest_file",
+__all__ = ["SCHEMA", "MANIFEST", "CARD", "FAILURES", "CROISSANT", "ManifestError", "ShardSpec", "manifest_file",
            "validate_manifest", "read_manifest", "has_manifest", "is_finished_release", "release_dir", "default_config", "config_fields", "shard_specs"]

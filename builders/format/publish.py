@@ -162,7 +162,7 @@ def publish_checks(path, repo_id: str, private: bool = False) -> Plan:
     if problems:
         raise PublishError(f"{path}: verify found {len(problems)} problem(s), the first: {problems[0]}")
     plan = Plan(path, repo_id, private, files=_files(path))
-    plan.passed.append("verify: every shard's sha256, size and sample count match manifest.json; splits disjoint")
+    plan.passed.append("verify: every shard's sha256, size and sample count match manifest.json; splits disjoint; croissant.json is what the manifest gives and mlcroissant finds no error")
     plan.passed.append(check_card(path))
     layout, notes = check_layout(plan.files)
     plan.passed.append(layout)

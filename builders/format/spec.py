@@ -129,6 +129,13 @@ class ReleaseSpec(ABC):
         """Release-specific Markdown for the generated dataset card (how it was built, caveats)."""
         return ""
 
+    def responsible_ai(self, manifest: dict) -> dict:
+        """The responsible-AI fields of the release's Croissant metadata
+        (``builders.format.croissant``), those this release knows: ``data_collection``,
+        ``data_preprocessing_protocol``, ``data_biases``, ``data_limitations``,
+        ``data_use_cases``, ``personal_sensitive_information`` (one string each)."""
+        return {}
+
     def preview(self, release_path, key: str, out_png):
         """Draw sample ``key`` of the built release at ``release_path`` to the PNG ``out_png``
         (``python -m builders preview``). Returns the PNG's path.

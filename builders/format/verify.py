@@ -15,7 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from builders.format.encoding import decodable, decode_value
-from builders.format.manifest import (CARD, FAILURES, MANIFEST, ManifestError, config_fields, has_manifest,
+from builders.format.manifest import (CARD, CROISSANT, FAILURES, MANIFEST, ManifestError, config_fields, has_manifest,
                                       read_manifest)
 from builders.format.splits import assign_split
 from builders.format.tario import ShardError, iter_tar_samples, sha256_file
@@ -27,8 +27,23 @@ class _Fields(frozenset):
     declared: frozenset = frozenset()
 
 
+def _croissant_problems(path: Path, manifest) -> list[str]:
+    """croissant.json exists, is what the manifest gives, and mlcroissant finds no error in it."""
+    from builders.format.croissant import croissant_bytes, validate_croissant
+    from builders.format.registry import get_release, release_names
+
+    file = path / CROISSANT
+    if not file.is_file():
+        return [f"{CROISSANT}: missing (the release's Croissant metadata)"]
+    if manifest.release not in release_names():
+        return []
+    if file.read_bytes() != croissant_bytes(get_release(manifest.release), manifest):
+        return [f"{CROISSANT}: does not match manifest.json (edited, or from another build)"]
+    return validate_croissant(file)
+
+
 def _stray_files(path: Path, listed: set[str]) -> list[str]:
-    allowed = listed | {CARD, MANIFEST, FAILURES}
+    allowed = listed | {CARD, CROISSANT, MANIFEST, FAILURES}
     problems = []
     for entry in sorted(path.iterdir()):
         if entry.name.startswith("."):
@@ -154,6 +169,7 @@ def _verify(path: Path) -> list[str]:
         return [str(err)]
     if not (path / CARD).is_file():
         problems.append(f"{CARD}: missing (the release's dataset card)")
+    problems += _croissant_problems(path, manifest)
 
     configs = manifest.configs or {"default": {}}
     fields_of = {}
