@@ -119,7 +119,7 @@ def test_readme_density_snippet_runs(density_root, tmp_path, monkeypatch):
 
     monkeypatch.chdir(density_root)
     monkeypatch.setattr(datasets.config, "HF_DATASETS_CACHE", str(tmp_path / "hf"))
-    code = readme_code("### pubchem-hf-density and qm9-hf-density", "## Benchmarks")
+    code = readme_code("### pubchem-hf-density and qm9-hf-density", "### At scale")
     assert "render_density(row" in code
     code = code.replace("(128, 128, 128)", "(32, 32, 32)")  # the same code, a smaller grid
     scope: dict = {}
