@@ -183,7 +183,8 @@ def test_rebuild_of_a_finished_release_is_a_no_op_and_other_params_refuse_to_mix
     params = {"input": str(small_smiles_file), "sources": "qm9,zinc", "conformer": {}}
     (out / ".build" / "params.json").write_text(json.dumps({
         "params": {"release": spec.name, "seed": 0, "limit": None, "unit_size": 40,
-                   "samples_per_shard": spec.samples_per_shard, **spec.resolve_params(params)},
+                   "samples_per_shard": spec.samples_per_shard, "threads_per_worker": 1,
+                   **spec.resolve_params(params)},
         "inputs_sha256": "0" * 64, "builder_version": "0.1.0"}))
     with pytest.raises(BuildError, match=r"\(inputs\)"):
         build_release(spec, tmp_path, {"input": str(small_smiles_file), "sources": "qm9,zinc", "conformer": {}},
