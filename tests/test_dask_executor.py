@@ -155,9 +155,15 @@ def test_the_slurm_recipe_builds_the_process_pools_bytes(tmp_path, monkeypatch):
     shutil.copytree(TEST_DATA / "slurm_stub", stub)
     monkeypatch.setenv("PATH", f"{stub}{os.pathsep}{os.environ['PATH']}")
     big = tmp_path / "zinc600.smi"
-    big.write_text("\n".join(zinc_smiles(600)) + "\n")  # 600 molecules in units of 50: over a second of work
+    big.write_text("\n".join(zinc_smiles(600)) + "\n")  # 600 molecules in 12 units of 50: 8 queued at
     pool = build_release(get_release(RELEASE), tmp_path / "pool", _params(big), workers=2, progress=False,
-                         unit_size=50)  # each, so 8 queued exceed adapt's 5 s target and a second job joins
+                         unit_size=50)  # 60 s each exceed adapt's 5 s target, so a second job is submitted
+    import dask
+
+    from builders.format.dask_executor import TASK_PREFIX
+
+    # as README's recipe: adaptive scaling knows a unit's duration before the first one ends
+    durations = dask.config.set({"distributed.scheduler.default-task-durations": {TASK_PREFIX: "60s"}})
     cluster = SLURMCluster(cores=1, processes=1, memory="2GiB", walltime="00:30:00",
                            worker_extra_args=["--lifetime", "25m", "--lifetime-stagger", "1m"],
                            job_script_prologue=["export OMP_NUM_THREADS=1"])
@@ -175,6 +181,7 @@ def test_the_slurm_recipe_builds_the_process_pools_bytes(tmp_path, monkeypatch):
         assert res.returncode == 0, res.stderr[-3000:]
     finally:
         cluster.close()
+        durations.__exit__(None, None, None)  # the setting is undone
     manifest = read_manifest(release_dir(tmp_path, RELEASE))
     assert _hashes(manifest) == _hashes(pool)
     jobs = sorted(p.stem for p in (stub / "jobs").glob("*.sh"))

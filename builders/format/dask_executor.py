@@ -36,6 +36,10 @@ import uuid
 from builders.format.executor import Executor, WorkerDied
 
 _INSTALL = "--executor dask needs dask[distributed]: pip install 'densegen[dask]'"
+#: the Dask task prefix of every work unit (keys are (TASK_PREFIX, run id, unit index)), e.g. for
+#: ``distributed.scheduler.default-task-durations``, which tells adaptive scaling how long a
+#: unit takes before the first one has finished
+TASK_PREFIX = "densegen-unit"
 
 
 def _distributed():
@@ -99,7 +103,7 @@ class DaskExecutor(Executor):
                 i, item = next(items)
             except StopIteration:
                 return False
-            future = self.client.submit(fn, item, key=f"densegen-unit-{run}-{i}", pure=False)
+            future = self.client.submit(fn, item, key=(TASK_PREFIX, run, i), pure=False)
             index_of[future.key] = i
             pending.add(future)
             return True
@@ -127,4 +131,4 @@ class DaskExecutor(Executor):
             self.cluster.close()
 
 
-__all__ = ["DaskExecutor"]
+__all__ = ["DaskExecutor", "TASK_PREFIX"]
