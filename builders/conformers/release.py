@@ -13,7 +13,7 @@ from builders.format.failures import MoleculeFailure
 from builders.format.fields import Field
 from builders.format.identity import inchikey_of
 from builders.format.params import add_arguments, from_args, option, resolve
-from builders.format.spec import Input, ReleaseSpec
+from builders.format.spec import NO_PERSONAL_DATA, Input, ReleaseSpec
 from builders.format.splits import assign_split
 from builders.sources import qm9_inputs, smiles_file_inputs, stable_int, zinc_inputs
 
@@ -164,7 +164,7 @@ class RandomConformers(ReleaseSpec):
                                  "physical motion. Not a source of conformer energies or populations."),
             "data_use_cases": ("Training and evaluating point-cloud encoders and autoencoders of molecular "
                                "structure (Mo3ENet) and their reconstruction benchmark."),
-            "personal_sensitive_information": 'None: the samples are molecules (structures and computed properties); they describe no person and hold no personal data.',
+            "personal_sensitive_information": NO_PERSONAL_DATA,
         }
 
 

@@ -33,7 +33,7 @@ from builders.crystals.params import CrystalParams
 from builders.format.failures import MoleculeFailure
 from builders.format.fields import Field
 from builders.format.params import add_arguments, from_args, resolve
-from builders.format.spec import Built, Input, ReleaseSpec
+from builders.format.spec import NO_PERSONAL_DATA, Built, Input, ReleaseSpec
 from builders.conformers.release import RandomConformers, molecule_rng
 
 CONFORMER_RELEASE = "random-conformers"
@@ -404,7 +404,7 @@ class P1Crystals(ReleaseSpec):
                                  "energies are model potentials (MACE only when built with a local model)."),
             "data_use_cases": ("Training and benchmarking models of molecular-crystal energy and packing from "
                                "point clouds (the crystal-energy task)."),
-            "personal_sensitive_information": 'None: the samples are molecules (structures and computed properties); they describe no person and hold no personal data.',
+            "personal_sensitive_information": NO_PERSONAL_DATA,
         }
 
     def card_body(self, manifest: dict) -> str:

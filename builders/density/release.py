@@ -23,7 +23,7 @@ from builders.density.params import DensityParams, PubChemDensityParams
 from builders.density.schema import DENSITY_FIELDS, grid_field
 from builders.format.fields import Field
 from builders.format.params import add_arguments, from_args, resolve
-from builders.format.spec import Built, ConfigSpec, Input, ReleaseSpec
+from builders.format.spec import NO_PERSONAL_DATA, Built, ConfigSpec, Input, ReleaseSpec
 
 ZSTD_LEVEL = 10
 
@@ -135,7 +135,7 @@ _DENSITY_RAI = {
                          "minima, one conformer per molecule."),
     "data_use_cases": ("Training and evaluating generative and compression models of 3D electron densities "
                        "(3DGrid-VQGAN) and the density-reconstruction benchmark."),
-    "personal_sensitive_information": 'None: the samples are molecules (structures and computed properties); they describe no person and hold no personal data.',
+    "personal_sensitive_information": NO_PERSONAL_DATA,
 }
 
 

@@ -66,6 +66,11 @@ class InputFailure:
     reason: str
 
 
+#: the ``personal_sensitive_information`` answer of every release (``ReleaseSpec.responsible_ai``)
+NO_PERSONAL_DATA = ("None: the samples are molecules (structures and computed properties); they describe no "
+                    "person and hold no personal data.")
+
+
 class ReleaseSpec(ABC):
     """A release: its inputs, per-input processing, features and card text.
 
