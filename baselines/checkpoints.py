@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import os
+import random
 import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -172,6 +173,34 @@ def read_training_state(path, model: str = "model", map_location="cpu") -> dict:
     """
     folder = resolve_checkpoint(path, model)
     return torch.load(folder / STATE_FILE, map_location=map_location, weights_only=True)
+
+
+def rng_state(**generators: torch.Generator) -> dict:
+    """Every random-number state a training run draws from, for ``state.pt``: torch's global
+    CPU generator (``torch``), each CUDA device's (``cuda``, when CUDA is available), Python's
+    ``random`` module (``python``) and the run's own named generators (``generators``: name ->
+    ``torch.Generator``, stored under ``generator.<name>``)."""
+    state = {"torch": torch.get_rng_state(), "python": random.getstate()}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    for name, gen in generators.items():
+        state[f"generator.{name}"] = gen.get_state()
+    return state
+
+
+def restore_rng_state(state: dict, **generators: torch.Generator) -> None:
+    """Put back what :func:`rng_state` captured (tensors may come back on any device).
+
+    Raises:
+        KeyError: ``state`` lacks one of ``generators``' names.
+    """
+    torch.set_rng_state(state["torch"].cpu())
+    version, inner, gauss = state["python"]
+    random.setstate((version, tuple(inner), gauss))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda"]])
+    for name, gen in generators.items():
+        gen.set_state(state[f"generator.{name}"].cpu())
 
 
 def read_metrics(path) -> list[dict]:

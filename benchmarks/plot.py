@@ -22,14 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from builders.format.plotting import headless_pyplot
 
 
 def parity_grid(y_true: np.ndarray, y_pred: np.ndarray, names: list[str], units: list[str], title: str,
@@ -45,7 +38,7 @@ def parity_grid(y_true: np.ndarray, y_pred: np.ndarray, names: list[str], units:
     Returns:
         ``path``.
     """
-    plt = _pyplot()
+    plt = headless_pyplot()
     k = y_true.shape[1]
     cols = min(4, k)
     rows = math.ceil(k / cols)
@@ -80,7 +73,7 @@ def histograms(series: dict[str, np.ndarray], xlabel: dict[str, str], title: str
     Returns:
         ``path``.
     """
-    plt = _pyplot()
+    plt = headless_pyplot()
     fig, axes = plt.subplots(1, len(series), figsize=(4.2 * len(series), 3.3), squeeze=False)
     for ax, (name, values) in zip(axes[0], series.items()):
         v = np.asarray(values, np.float64)
@@ -108,7 +101,7 @@ def density_slices(pairs: list[tuple[str, np.ndarray, np.ndarray]], title: str, 
     Returns:
         ``path``.
     """
-    plt = _pyplot()
+    plt = headless_pyplot()
     fig, axes = plt.subplots(len(pairs), 9, figsize=(14, 1.8 * len(pairs) + 0.6), squeeze=False)
     for row, (key, ref, rec) in enumerate(pairs):
         r, p = np.log1p(np.clip(ref, 0, None)), np.log1p(np.clip(rec, -0.999, None))

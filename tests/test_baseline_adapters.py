@@ -122,6 +122,30 @@ def test_checkpoint_layout_is_shared(tmp_path):
     assert [json.loads(x)["step"] for x in log.read_text().splitlines()] == [1, 2]
 
 
+
+def test_rng_state_round_trip_through_state_file(tmp_path):
+    """baselines.checkpoints.rng_state / restore_rng_state: after a save to state.pt and a
+    restore, torch's global generator, Python's random and a run's own generator give the same
+    draws as they did right after the capture; a missing generator name is a KeyError."""
+    import random
+
+    from baselines.checkpoints import read_training_state, restore_rng_state, rng_state, write_checkpoint
+
+    torch.manual_seed(3)
+    random.seed(3)
+    noise = torch.Generator().manual_seed(5)
+    ck = write_checkpoint(tmp_path, 1, {"w": torch.zeros(1)}, {"rng": rng_state(noise=noise)}, {})
+    first = (torch.rand(4), random.random(), torch.rand(4, generator=noise))
+    torch.manual_seed(99)
+    random.seed(99)
+    noise.manual_seed(99)
+    restore_rng_state(read_training_state(ck)["rng"], noise=noise)
+    again = (torch.rand(4), random.random(), torch.rand(4, generator=noise))
+    assert torch.equal(first[0], again[0]) and first[1] == again[1] and torch.equal(first[2], again[2])
+    with pytest.raises(KeyError, match="generator.slice_gen"):
+        restore_rng_state(read_training_state(ck)["rng"], slice_gen=torch.Generator())
+
+
 # ----------------------------------------------------------------------------- Mo3ENet
 @pytest.fixture(scope="module")
 def mo3enet_weights(tmp_path_factory):

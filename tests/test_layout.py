@@ -192,6 +192,8 @@ DEFINED_ONCE = {
     "a molecule's InChIKey": (r"MolToInchiKey\(", "builders/format/identity.py"),
     "reading an .npy header": (r"read_magic\(", "builders/format/encoding.py"),
     "is there a manifest": (r"MANIFEST\)\.(is_file|exists)\(\)|def has_manifest\(", "builders/format/manifest.py"),
+    "matplotlib without a display": (r"matplotlib\.use\(", "builders/format/plotting.py"),
+    "a training run's RNG states": (r"get_rng_state\(", "baselines/checkpoints.py"),
 }
 
 

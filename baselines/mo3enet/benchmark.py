@@ -26,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from baselines.common import set_torch_threads
 from baselines.weights import ModelSpec, build_from_weights
 
 from .config import Mo3ENetConfig
@@ -69,8 +70,7 @@ class Mo3ENetBenchmarkModel:
 
     def __init__(self, weights: str | None = None, device: str = "cpu", batch_size: int = 64,
                  threads: int | None = 1):
-        if threads is not None:
-            torch.set_num_threads(int(threads))
+        set_torch_threads(threads)
         self.device = torch.device(device)
         self.batch_size = int(batch_size)
         if self.batch_size < 1:

@@ -40,15 +40,17 @@ from baselines.checkpoints import (
     read_checkpoint,
     read_metrics,
     read_training_state,
+    restore_rng_state,
+    rng_state,
     trim_metrics,
     write_checkpoint,
 )
+from builders.format.plotting import headless_pyplot
 
 from .config import Mo3ENetConfig, get_config
 from .data import collate_point_clouds, types_from_atomic_numbers
 from .loss import SigmaSchedule, add_position_noise, reconstruction_loss
 from .model import Mo3ENet, center_positions
-
 
 
 def learning_rate(step: int, cfg) -> float:
@@ -135,20 +137,15 @@ def save_checkpoint(out_dir: Path, model, optimizer, sigma: SigmaSchedule, step:
         "optimizer": optimizer.state_dict(),
         "sigma": sigma.state_dict(),
         "data_position": dict(stream.position),
-        "noise_rng": noise_generator.get_state(),
-        "torch_rng": torch.get_rng_state(),
+        "rng": rng_state(noise=noise_generator),
     }
-    if torch.cuda.is_available():
-        state["cuda_rng"] = torch.cuda.get_rng_state_all()
     return write_checkpoint(out_dir, step, model.state_dict(), state, cfg.to_dict(), keep=keep)
 
 
 # ----------------------------------------------------------------------------- curves
 def plot_curves(metrics: list[dict], path: Path) -> None:
     """PNG with total / reconstruction loss (log scale) and sigma versus step."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
     if not metrics:
         return
     steps = [m["step"] for m in metrics]
@@ -204,10 +201,7 @@ def train(config: Mo3ENetConfig, sample_iterable: Iterable[dict], out_dir, max_s
         state = read_training_state(ck.folder, map_location=device)
         optimizer.load_state_dict(state["optimizer"])
         sigma.load_state_dict(state["sigma"])
-        noise_gen.set_state(state["noise_rng"].cpu())
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if "cuda_rng" in state and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all([s.cpu() for s in state["cuda_rng"]])
+        restore_rng_state(state["rng"], noise=noise_gen)
         step, position = int(state["step"]), state["data_position"]
         trim_metrics(metrics_path, step)
     elif metrics_path.exists():

@@ -34,6 +34,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from baselines.common import set_torch_threads
 from baselines.weights import ModelSpec, build_from_weights
 
 from .config import VQGAN3DConfig
@@ -100,8 +101,7 @@ class VQGAN3DBenchmarkModel:
     def __init__(self, weights: str | None = None, device: str = "cpu", shape=None,
                  transform: str = "log1p", pooling: str = "seed", batch_size: int = 4,
                  threads: int | None = 1):
-        if threads is not None:
-            torch.set_num_threads(int(threads))
+        set_torch_threads(threads)
         if transform not in TRANSFORMS:
             raise ValueError(f"transform must be one of {TRANSFORMS}, got {transform!r}")
         if pooling not in ("seed", "blocks"):

@@ -47,10 +47,13 @@ from baselines.checkpoints import (
     read_checkpoint,
     read_metrics,
     read_training_state,
+    restore_rng_state,
+    rng_state,
     trim_metrics,
     write_checkpoint,
 )
 from baselines.common import count_parameters
+from builders.format.plotting import headless_pyplot
 
 from .config import VQGAN3DConfig, get_config
 from .discriminator import build_discriminator, random_slices
@@ -154,23 +157,6 @@ def _dist_setup(device: str):
 
 
 # --------------------------------------------------------------------------- checkpoints
-def _rng_state(slice_gen: torch.Generator) -> dict:
-    st = {"torch": torch.get_rng_state(), "python": random.getstate(),
-          "slice_gen": slice_gen.get_state()}
-    if torch.cuda.is_available():
-        st["cuda"] = torch.cuda.get_rng_state_all()
-    return st
-
-
-def _set_rng_state(st: dict, slice_gen: torch.Generator) -> None:
-    torch.set_rng_state(st["torch"])
-    v, inner, gauss = st["python"]
-    random.setstate((v, tuple(inner), gauss))
-    slice_gen.set_state(st["slice_gen"])
-    if "cuda" in st and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(st["cuda"])
-
-
 def save_checkpoint(out_dir: Path, step: int, model, disc, opt_g, opt_d, slice_gen,
                     acc: dict, cfg: VQGAN3DConfig) -> Path:
     """Write ``checkpoints/step_NNNNNNNN`` with :func:`baselines.checkpoints.write_checkpoint`.
@@ -187,7 +173,7 @@ def save_checkpoint(out_dir: Path, step: int, model, disc, opt_g, opt_d, slice_g
         The step folder.
     """
     state = {"step": step, "opt_g": opt_g.state_dict(), "opt_d": opt_d.state_dict(),
-             "rng": _rng_state(slice_gen), "acc": acc}
+             "rng": rng_state(slice_gen=slice_gen), "acc": acc}
     return write_checkpoint(out_dir, step, model.state_dict(), state, cfg.to_dict(),
                             extra={"discriminator": disc.state_dict()})
 
@@ -195,9 +181,7 @@ def save_checkpoint(out_dir: Path, step: int, model, disc, opt_g, opt_d, slice_g
 # --------------------------------------------------------------------------- figures
 def plot_losses(metrics_path: Path, png: Path) -> None:
     """Loss curves (log scale) and codebook perplexity from metrics.jsonl."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
 
     rows = read_metrics(metrics_path)
     if not rows:
@@ -217,9 +201,7 @@ def plot_losses(metrics_path: Path, png: Path) -> None:
 
 def plot_slices(x: torch.Tensor, x_hat: torch.Tensor, png: Path) -> None:
     """Central slices (3 axes) of one grid: row 1 original, row 2 reconstruction, log(rho+1)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
 
     a, b = x[0, 0].float().cpu(), x_hat[0, 0].detach().float().cpu()
     vmax = float(a.max())
@@ -335,7 +317,7 @@ def train(config: VQGAN3DConfig, grid_iterable: Iterable, out_dir, max_steps: in
         st = read_training_state(ck.folder)
         opt_g.load_state_dict(st["opt_g"])
         opt_d.load_state_dict(st["opt_d"])
-        _set_rng_state(st["rng"], slice_gen)
+        restore_rng_state(st["rng"], slice_gen=slice_gen)
         step, acc = int(st["step"]), dict(st["acc"])
         if rank == 0:  # drop log lines written after the checkpoint
             trim_metrics(metrics_path, step)

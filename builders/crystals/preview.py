@@ -10,19 +10,13 @@ from pathlib import Path
 
 import numpy as np
 
+from builders.format.plotting import headless_pyplot
+
 #: CPK-like colours by atomic number (others grey)
 ATOM_COLORS = {1: "#d9d9d9", 6: "#404040", 7: "#3050f8", 8: "#ff0d0d", 9: "#90e050", 15: "#ff8000",
                16: "#e6c200", 17: "#1ff01f", 35: "#a62929", 53: "#940094"}
 BOND_TOLERANCE = 1.2  # bonded when r < 1.2 x (sum of covalent radii)
 
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def posed_molecules(sample: dict, margin: float = 0.25) -> tuple[np.ndarray, list[np.ndarray]]:
@@ -79,7 +73,7 @@ def draw_crystal(sample: dict, out_png, title: str | None = None, dpi: int = 120
     Returns:
         The path written.
     """
-    plt = _pyplot()
+    plt = headless_pyplot()
     z = np.asarray(sample["atomic_numbers"]).astype(int)
     cell = np.asarray(sample["cell"], dtype=np.float64)
     shifts, mols = posed_molecules(sample)
@@ -198,7 +192,7 @@ def plot_distributions(release_path, out_png, dpi: int = 110) -> Path:
     Raises:
         ValueError: if the release has no samples.
     """
-    plt = _pyplot()
+    plt = headless_pyplot()
     t = release_table(release_path)
     if len(t["lj"]) == 0:
         raise ValueError(f"{release_path}: no samples to plot")

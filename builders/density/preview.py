@@ -6,6 +6,7 @@ from pathlib import Path
 import numpy as np
 
 from builders.density.schema import BOHR_PER_ANGSTROM
+from builders.format.plotting import headless_pyplot
 
 
 def draw_density_slices(sample: dict, out_png: Path, shape=(96, 96, 96)) -> Path:
@@ -16,10 +17,7 @@ def draw_density_slices(sample: dict, out_png: Path, shape=(96, 96, 96)) -> Path
             grid is used when present, else the density is rendered at ``shape``.
         out_png: output path.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    plt = headless_pyplot()
 
     from builders.density.render import render_density, resolve_frame
 
