@@ -18,7 +18,6 @@ ATOM_COLORS = {1: "#d9d9d9", 6: "#404040", 7: "#3050f8", 8: "#ff0d0d", 9: "#90e0
 BOND_TOLERANCE = 1.2  # bonded when r < 1.2 x (sum of covalent radii)
 
 
-
 def posed_molecules(sample: dict, margin: float = 0.25) -> tuple[np.ndarray, list[np.ndarray]]:
     """Cartesian positions (Angstrom) of the molecules drawn with a crystal.
 
