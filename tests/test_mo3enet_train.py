@@ -6,7 +6,7 @@ import torch
 
 from baselines.mo3enet.benchmark import load_mo3enet
 from baselines.mo3enet.config import Mo3ENetConfig, small_config
-from baselines.mo3enet.data import collate_point_clouds
+from baselines.mo3enet.data import collate_point_clouds, without_hydrogens
 from baselines.mo3enet.synthetic import rdkit_samples
 from baselines.mo3enet.train import compute_loss, learning_rate, main, train
 
@@ -113,3 +113,36 @@ def test_cli_end_to_end_with_stubbed_release(tmp_path, monkeypatch, mols, capsys
     assert "mo3enet: 1 steps to step 3" in capsys.readouterr().out
     steps = [json.loads(x)["step"] for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3]
+
+
+def test_without_hydrogens_keeps_heavy_atoms_in_order(mols):
+    s = dict(mols[1], __key__="glycine")                     # NCC(=O)O with its 5 H
+    heavy = without_hydrogens(s)
+    z, pos = s["atomic_numbers"], s["positions"]
+    assert heavy["atomic_numbers"].tolist() == [7, 6, 6, 8, 8]
+    assert (heavy["positions"] == pos[z != 1]).all() and heavy["smiles"] == "NCC(=O)O"
+    assert len(s["atomic_numbers"]) == 10                      # the input is not changed
+    with pytest.raises(ValueError, match="sample H2: no heavy atoms"):
+        without_hydrogens({"__key__": "H2", "atomic_numbers": [1, 1], "positions": [[0, 0, 0], [0.74, 0, 0]]})
+
+
+def test_heavy_atom_model_trains_and_reads_without_hydrogens(tmp_path, monkeypatch, mols, capsys):
+    from baselines.mo3enet import train as train_mod
+    from baselines.mo3enet.benchmark import Mo3ENetBenchmarkModel
+
+    monkeypatch.setattr(train_mod.ReleaseSamples, "__iter__", lambda self: iter(mols))
+    release, out = tmp_path / "release", tmp_path / "heavy"
+    release.mkdir()
+    args = ["--preset", "small", "--release", str(release), "--batch-size", "3", "--max-steps", "2"]
+    assert main(args + ["--out", str(out), "--heavy-atoms"]) == 0
+    model = Mo3ENetBenchmarkModel(weights=str(out))
+    assert model.model.cfg.hydrogens is False
+    rec = model.reconstruct(mols)
+    heavy = [int((m["atomic_numbers"] != 1).sum()) for m in mols]   # 3, 5, 4
+    assert [round(float(r["weights"].sum()), 3) for r in rec] == heavy
+    # the same molecules with their H removed by the caller embed identically
+    assert (model.embed(mols) == model.embed([without_hydrogens(m) for m in mols])).all()
+    # a with-H checkpoint cannot be resumed as a heavy-atom run
+    assert main(args + ["--out", str(tmp_path / "h")]) == 0
+    assert main(args + ["--out", str(tmp_path / "h"), "--resume", str(tmp_path / "h"), "--heavy-atoms"]) == 2
+    assert "with-hydrogens model" in capsys.readouterr().err

@@ -16,6 +16,10 @@ training, a training run / checkpoint folder of ``baselines.mo3enet.train``.
   applies no other scaling outside itself), type_probs (M, 5) over H, C, N, O, F and weights
   (M,) summing to the atom count (M = num_output_nodes, 64 in both presets).
 
+A heavy-atom model (weights trained with ``--heavy-atoms``, ``ModelConfig.hydrogens = False``)
+reads every molecule without its hydrogens, in every method; its reconstruction weights sum to
+the heavy-atom count.
+
 Inference runs in eval mode under ``torch.no_grad`` in float32, on ``threads`` torch CPU threads
 (default 1: fastest on a busy 2-core machine).
 """
@@ -30,7 +34,7 @@ from baselines.common import set_torch_threads
 from baselines.weights import ModelSpec, build_from_weights
 
 from .config import Mo3ENetConfig
-from .data import collate_point_clouds
+from .data import collate_point_clouds, model_inputs
 from .model import Mo3ENet, molecule_centroids
 
 SHIPPED_WEIGHTS = Path(__file__).parent / "weights"
@@ -84,7 +88,7 @@ class Mo3ENetBenchmarkModel:
 
     def _chunks(self, batch: list[dict]):
         for i in range(0, len(batch), self.batch_size):
-            part = batch[i:i + self.batch_size]
+            part = model_inputs(batch[i:i + self.batch_size], self.model.cfg.hydrogens)
             yield part, {k: v.to(self.device) for k, v in collate_point_clouds(part).items()}
 
     @torch.no_grad()

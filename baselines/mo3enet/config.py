@@ -44,6 +44,8 @@ class ModelConfig:
     decoder_neighbors: int | None = None  # None: fully connected swarm graph; k: fixed circulant graph
     decoder_rbf_max: float = 10.0         # range (A) of the decoder edge radial basis
     vector_activation_slope: float = 0.2  # VN-LeakyReLU negative slope (Deng et al. 2021)
+    hydrogens: bool = True                # False: heavy atoms only in input and output (paper 002's
+    #                                       first model); H atoms are dropped before encoding
 
 
 @dataclass

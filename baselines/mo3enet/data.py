@@ -49,6 +49,27 @@ def collate_point_clouds(samples: Sequence[dict]) -> dict:
     return {k: batch[k] for k in ("z", "pos", "batch", "num_atoms")}
 
 
+def without_hydrogens(sample: dict) -> dict:
+    """The sample with its hydrogen atoms removed (``atomic_numbers`` (N,) and ``positions``
+    (N, 3) Angstrom filtered together; other keys kept), for a heavy-atom model
+    (``ModelConfig.hydrogens = False``).
+
+    Raises:
+        ValueError: naming the sample's key when no heavy atom is left.
+    """
+    z = np.asarray(sample["atomic_numbers"]).reshape(-1)
+    keep = z != 1
+    if not keep.any():
+        raise ValueError(f"sample {sample.get('__key__', '?')}: no heavy atoms left without hydrogens")
+    return dict(sample, atomic_numbers=z[keep], positions=np.asarray(sample["positions"])[keep])
+
+
+def model_inputs(samples: Sequence[dict], hydrogens: bool) -> list[dict]:
+    """The samples as a model with ``ModelConfig.hydrogens = hydrogens`` reads them: unchanged
+    with hydrogens, :func:`without_hydrogens` applied to each otherwise."""
+    return list(samples) if hydrogens else [without_hydrogens(s) for s in samples]
+
+
 def types_from_atomic_numbers(z: torch.Tensor) -> torch.Tensor:
     """Atomic numbers (n,) long -> type index (n,) long in [0, 5) for H, C, N, O, F.
 

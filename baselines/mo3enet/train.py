@@ -4,6 +4,10 @@ CLI::
 
     python -m baselines.mo3enet.train --preset small --release PATH [--resume CKPT] [--out DIR]
         [--max-steps N] [--max-minutes M] [--batch-size B] [--device cpu|cuda] [--threads T]
+        [--heavy-atoms]
+
+``--heavy-atoms`` trains paper 002's heavy-atom model: hydrogens are dropped from every sample
+(``ModelConfig.hydrogens = False``), in input and reconstruction target alike.
 
 The core loop :func:`train` takes any re-iterable of samples (dicts with ``atomic_numbers`` and
 ``positions`` in A); each pass over it is one epoch.
@@ -48,7 +52,7 @@ from baselines.checkpoints import (
 from builders.format.plotting import headless_pyplot
 
 from .config import Mo3ENetConfig, get_config
-from .data import collate_point_clouds, types_from_atomic_numbers
+from .data import collate_point_clouds, model_inputs, types_from_atomic_numbers
 from .loss import SigmaSchedule, add_position_noise, reconstruction_loss
 from .model import Mo3ENet, center_positions
 
@@ -221,7 +225,7 @@ def train(config: Mo3ENetConfig, sample_iterable: Iterable[dict], out_dir, max_s
             if max_minutes is not None and time.perf_counter() - t_start > 60 * max_minutes:
                 break
             t0 = time.perf_counter()
-            samples = stream.next_batch()
+            samples = model_inputs(stream.next_batch(), config.model.hydrogens)
             batch = batch_to(collate_point_clouds(samples), device)
             lr = learning_rate(step, tc)
             for g in optimizer.param_groups:
@@ -282,6 +286,8 @@ def main(argv=None) -> int:
     p.add_argument("--max-minutes", type=float, default=None)
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
+    p.add_argument("--heavy-atoms", action="store_true",
+                   help="train a heavy-atom model (hydrogens dropped from every sample; new runs only)")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (1 is fastest on a busy 2-core machine)")
     args = p.parse_args(argv)
@@ -300,6 +306,11 @@ def main(argv=None) -> int:
                   file=sys.stderr)
     else:
         cfg = get_config(args.preset)
+        cfg.model.hydrogens = not args.heavy_atoms
+    if args.resume and args.heavy_atoms and cfg.model.hydrogens:
+        print("error: --heavy-atoms given, but the checkpoint to resume is a with-hydrogens model",
+              file=sys.stderr)
+        return 2
     if args.batch_size:
         cfg.train.batch_size = args.batch_size
     t0 = time.perf_counter()
