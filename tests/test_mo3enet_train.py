@@ -146,3 +146,26 @@ def test_heavy_atom_model_trains_and_reads_without_hydrogens(tmp_path, monkeypat
     assert main(args + ["--out", str(tmp_path / "h")]) == 0
     assert main(args + ["--out", str(tmp_path / "h"), "--resume", str(tmp_path / "h"), "--heavy-atoms"]) == 2
     assert "with-hydrogens model" in capsys.readouterr().err
+
+
+def test_lr_decay_steps_replaces_the_checkpoint_value_on_resume(tmp_path, monkeypatch, mols, capsys):
+    from baselines.mo3enet import train as train_mod
+    from baselines.checkpoints import checkpoint_config
+
+    monkeypatch.setattr(train_mod.ReleaseSamples, "__iter__", lambda self: iter(mols))
+    monkeypatch.setattr(train_mod, "get_config", lambda preset: _cfg(warmup=1))  # decay from step 1
+    release, out = tmp_path / "release", tmp_path / "run"
+    release.mkdir()
+    args = ["--release", str(release), "--out", str(out), "--batch-size", "3"]
+    assert main(args + ["--max-steps", "2"]) == 0
+    assert checkpoint_config(str(out), "Mo3ENet")["train"]["lr_decay_steps"] == 20000
+    assert main(args + ["--max-steps", "3", "--resume", str(out), "--lr-decay-steps", "500000"]) == 0
+    assert checkpoint_config(str(out), "Mo3ENet")["train"]["lr_decay_steps"] == 500000
+    lrs = [json.loads(x)["lr"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    tc = _cfg(warmup=1).train
+    assert lrs[:2] == [pytest.approx(learning_rate(s, tc)) for s in (0, 1)]
+    assert lrs[2] != pytest.approx(learning_rate(2, tc), rel=1e-7)   # 0.99965e-3 with 20k steps
+    tc.lr_decay_steps = 500000
+    assert lrs[2] == pytest.approx(learning_rate(2, tc), rel=1e-7)    # 0.99999e-3 with 500k
+    assert main(args + ["--max-steps", "4", "--resume", str(out), "--lr-decay-steps", "0"]) == 2
+    assert "--lr-decay-steps must be a positive step count, got 0" in capsys.readouterr().err

@@ -4,7 +4,7 @@ CLI::
 
     python -m baselines.mo3enet.train --preset small --release PATH [--resume CKPT] [--out DIR]
         [--max-steps N] [--max-minutes M] [--batch-size B] [--device cpu|cuda] [--threads T]
-        [--heavy-atoms]
+        [--heavy-atoms] [--lr-decay-steps N]
 
 ``--heavy-atoms`` trains paper 002's heavy-atom model: hydrogens are dropped from every sample
 (``ModelConfig.hydrogens = False``), in input and reconstruction target alike.
@@ -15,7 +15,9 @@ The core loop :func:`train` takes any re-iterable of samples (dicts with ``atomi
 Optimizer: AdamW (weight decay 0.005). Learning rate (per step, :func:`learning_rate`): geometric
 ramp ``lr_start`` (1e-4) -> ``lr_peak`` (1e-3) over ``lr_warmup_steps`` (paper preset 2000, small
 200), then geometric decay to ``lr_end`` (1e-6) over ``lr_decay_steps`` (paper 200k, small 20k),
-then constant. Gradient norm clipped at 1. bfloat16 autocast on CUDA (loss in float32).
+then constant. ``--lr-decay-steps`` sets the decay length for a new run or a resumed one (a longer
+decay on resume restarts the learning rate higher, on the same curve shape); the value is stored in
+the checkpoint's config, so later resumes keep it. Gradient norm clipped at 1. bfloat16 autocast on CUDA (loss in float32).
 
 Outputs in ``out_dir`` (the layout of :mod:`baselines.checkpoints`):
 ``checkpoints/step_NNNNNNNN/`` (``model.safetensors`` weights, ``state.pt`` optimizer / step /
@@ -288,6 +290,9 @@ def main(argv=None) -> int:
     p.add_argument("--device", choices=["cpu", "cuda"], default="cpu")
     p.add_argument("--heavy-atoms", action="store_true",
                    help="train a heavy-atom model (hydrogens dropped from every sample; new runs only)")
+    p.add_argument("--lr-decay-steps", type=int, default=None,
+                   help="steps of geometric learning-rate decay after warmup (preset: paper 200k, "
+                        "small 20k); on resume it replaces the checkpoint's value")
     p.add_argument("--threads", type=int, default=None,
                    help="torch CPU threads (1 is fastest on a busy 2-core machine)")
     args = p.parse_args(argv)
@@ -313,6 +318,12 @@ def main(argv=None) -> int:
         return 2
     if args.batch_size:
         cfg.train.batch_size = args.batch_size
+    if args.lr_decay_steps is not None:
+        if args.lr_decay_steps < 1:
+            print(f"error: --lr-decay-steps must be a positive step count, got {args.lr_decay_steps}",
+                  file=sys.stderr)
+            return 2
+        cfg.train.lr_decay_steps = args.lr_decay_steps
     t0 = time.perf_counter()
     recs = train(cfg, ReleaseSamples(args.release, args.split), args.out, args.max_steps,
                  resume=args.resume, device=args.device, max_minutes=args.max_minutes,
