@@ -4,7 +4,10 @@
 
 Prints: build rate (input molecules/s, samples/s) with the given workers, and read rates
 (samples/s) through webdataset (decoded), the project's own reader, Hugging Face `datasets`
-streaming, and a torch DataLoader with the point-cloud collate. Not a test: figures only.
+streaming, a torch DataLoader with the point-cloud collate, and the Parquet copy
+(`builders.format.parquet`): `load_dataset("parquet")` in numpy format, sliced and through
+`.iter(batch_size=1024)`, flat batches from the Arrow buffers, and a shuffling torch DataLoader
+over it. Not a test: figures only.
 """
 from __future__ import annotations
 
@@ -29,7 +32,7 @@ def main(argv=None) -> None:
     args = ap.parse_args(argv)
 
     from builders.format.build import build_release
-    from builders.format.manifest import release_dir
+    from builders.format.manifest import read_manifest, release_dir
     from builders.format.reader import iter_release, release_shards, webdataset_pipeline
     from builders.format.registry import get_release
 
@@ -87,6 +90,51 @@ def main(argv=None) -> None:
             yield from batch["keys"]
 
     time_reader("torch DataLoader (2 workers, collate, train split)", loader)
+
+    from builders.format.parquet import load_parquet, parquet_records, point_cloud_batches
+
+    if not parquet_records(read_manifest(out)):
+        print("parquet: this release has no Parquet copy (built before it existed?)")
+        return
+    cols = ["__key__", "atomic_numbers", "positions"]
+    pq = {s: load_parquet(out, s).with_format("numpy", columns=cols) for s in splits}
+
+    def pq_slices():
+        for ds in pq.values():
+            for i in range(0, len(ds), 1024):
+                yield from ds[i:i + 1024]["__key__"]
+
+    def pq_iter():
+        for ds in pq.values():
+            for batch in ds.iter(batch_size=1024):
+                yield from batch["__key__"]
+
+    def pq_flat():
+        for ds in pq.values():
+            for batch in point_cloud_batches(ds, batch_size=1024):
+                yield from batch["__key__"]
+
+    def pq_loader():
+        loader = torch.utils.data.DataLoader(pq["train"], batch_size=256, shuffle=True, num_workers=0,
+                                             collate_fn=collate_point_clouds)
+        for batch in loader:
+            yield from batch["keys"]
+
+    from builders.format.torch_data import ParquetPointCloudBatches
+
+    def pq_batches(workers):
+        def run():
+            batches = ParquetPointCloudBatches(pq["train"], batch_size=256, shuffle=True)
+            for batch in torch.utils.data.DataLoader(batches, batch_size=None, num_workers=workers):
+                yield from batch["keys"]
+        return run
+
+    time_reader("parquet, load_dataset numpy format, ds[i:i+1024]", pq_slices)
+    time_reader("parquet, load_dataset numpy format, .iter(batch_size=1024)", pq_iter)
+    time_reader("parquet, point_cloud_batches (Arrow buffers, flat arrays)", pq_flat)
+    time_reader("parquet, torch DataLoader (shuffled, batch 256, collate, main process, train)", pq_loader)
+    time_reader("parquet, ParquetPointCloudBatches (shuffled, batch 256, main process, train)", pq_batches(0))
+    time_reader("parquet, ParquetPointCloudBatches (shuffled, batch 256, 2 workers, train)", pq_batches(2))
 
 
 if __name__ == "__main__":

@@ -39,8 +39,10 @@ def test_the_build_writes_a_croissant_file_mlcroissant_validates(small_release):
     assert doc["license"] == "https://opensource.org/licenses/MIT"
     assert "Mo3ENet" in doc["rai:dataCollection"] and "QM9" in doc["rai:dataBiases"]
     shards = {d["contentUrl"]: d for d in doc["distribution"] if d["@type"] == "cr:FileObject"}
-    assert set(shards) == {sh["path"] for sh in manifest.shard_records}
-    for sh in manifest.shard_records:
+    listed = manifest.shard_records + manifest["parquet"]                # shards and the Parquet copy
+    assert set(shards) == {sh["path"] for sh in listed}
+    assert {shards[r["path"]]["encodingFormat"] for r in manifest["parquet"]} == {"application/x-parquet"}
+    for sh in listed:
         assert shards[sh["path"]]["sha256"] == sh["sha256"]
         assert shards[sh["path"]]["contentSize"] == f"{sh['bytes']} B"
     assert [rs["@id"] for rs in doc["recordSet"]] == ["default/train", "default/valid", "default/test"]

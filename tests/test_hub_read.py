@@ -41,7 +41,8 @@ def test_a_fetched_release_reads_and_verifies_like_the_build(published, tmp_path
         assert _samples(local, split) == _samples(out, split)
     manifest = read_manifest(out)
     assert hub.downloaded() == {"manifest.json", "README.md", "croissant.json", "failures.jsonl"} | {
-        sh["path"] for sh in manifest.shard_records}  # the stray shard was never asked for
+        sh["path"] for sh in manifest.shard_records} | {  # the stray shard was never asked for
+        r["path"] for r in manifest["parquet"]}
 
 
 def test_one_split_fetches_only_its_shards_and_a_second_fetch_downloads_nothing(published, tmp_path):
@@ -49,6 +50,8 @@ def test_one_split_fetches_only_its_shards_and_a_second_fetch_downloads_nothing(
     local = fetch_release(REPO_ID, tmp_path / "local", splits=["test"], endpoint=hub.endpoint)
     shards = {p for p in hub.downloaded() if p.startswith("data/")}
     assert shards == set(read_manifest(out).shard_paths("test"))
+    assert {p for p in hub.downloaded() if p.startswith("parquet/")} == {
+        r["path"] for r in read_manifest(out)["parquet"] if r["split"] == "test"}   # the Parquet copy too
     assert _samples(local, "test") == _samples(out, "test")
     before = len([r for r in hub.requests if r[0] == "GET"])
     fetch_release(REPO_ID, tmp_path / "local", splits=["test"], endpoint=hub.endpoint)

@@ -67,7 +67,8 @@ def test_publish_dry_run_lists_the_files_and_why_each_check_passed(release):
     listed = {line.split()[0] for line in res.stdout.splitlines() if line.startswith("  ")}
     assert listed == {"README.md", "manifest.json", "failures.jsonl", "croissant.json"} | \
         set(manifest.shard_paths("train")) | \
-        set(manifest.shard_paths("valid")) | set(manifest.shard_paths("test"))
+        set(manifest.shard_paths("valid")) | set(manifest.shard_paths("test")) | \
+        {r["path"] for r in manifest["parquet"]}                       # and the Parquet copy
     assert "check passed: verify" in res.stdout and "check passed: card: YAML parsed" in res.stdout
     assert "check passed: layout" in res.stdout and "check passed: token" in res.stdout
     assert "hf_test" not in res.stdout  # the token itself is never printed

@@ -71,6 +71,10 @@ class RandomConformers(ReleaseSpec):
                "rescale). Elements H, C, N, O, F; 5-30 atoms.")
     unit_size = 500
     samples_per_shard = 10_000
+    parquet_rows_per_file = 100_000
+
+    def parquet_config_names(self, params: dict) -> tuple[str, ...]:
+        return ("default",)
     tags = ("chemistry", "molecules", "3d", "point-cloud", "conformers", "webdataset")
 
     def add_arguments(self, parser):

@@ -173,6 +173,10 @@ class P1Crystals(ReleaseSpec):
                "built with a local MACE model) and packing coefficients.")
     unit_size = 8
     samples_per_shard = 20_000
+    parquet_rows_per_file = 100_000
+
+    def parquet_config_names(self, params: dict) -> tuple[str, ...]:
+        return ("default",)
     tags = ("chemistry", "molecules", "3d", "crystals", "crystal-structure", "webdataset")
 
     # ---- parameters -------------------------------------------------------------------

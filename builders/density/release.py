@@ -56,6 +56,7 @@ class _DensityRelease(ReleaseSpec):
     license = "cc-by-4.0"
     unit_size = 1
     samples_per_shard = 500
+    parquet_rows_per_file = 5_000
     tags = ("chemistry", "molecules", "3d", "electron-density", "quantum-chemistry", "webdataset")
 
     #: the release's parameters (builders.density.params): CLI options and manifest record
@@ -81,6 +82,11 @@ class _DensityRelease(ReleaseSpec):
         if params.get("grid"):
             configs.append(ConfigSpec("grid", "grid", frozenset(), False))
         return configs
+
+    def parquet_config_names(self, params: dict) -> tuple[str, ...]:
+        """The compact config (density matrices and frames, a few kB a sample) has a Parquet copy;
+        the grid config's 128^3 grids stay in shards only."""
+        return ("compact",)
 
     def finish(self, sample: dict, params: dict, timings: dict) -> Built:
         """Apply the frame options, render the grid config, split into arrays + meta; the

@@ -47,6 +47,7 @@ from builders.format.executor import Executor, ProcessPoolExecutor, SerialExecut
 from builders.format.failures import MoleculeFailure
 from builders.format.fields import sample_problems
 from builders.format.manifest import CARD, CROISSANT, FAILURES, MANIFEST, WORK_DIR, Manifest, release_dir
+from builders.format.parquet import PARQUET_DIR, parquet_features, parquet_path, sample_row, write_parquet_file
 from builders.format.provenance import PACKAGE_VERSION, git_commit, package_versions
 from builders.format.registry import import_string_of
 from builders.format.spec import Built, Input, ReleaseSpec
@@ -506,9 +507,11 @@ def finalize(spec: ReleaseSpec, out: Path, chunks, records: dict, rejected, full
                                                                 fields[cfg.name], cfg.name))
                 shards.append({"path": rel.as_posix(), "config": cfg.name, "split": split, "sha256": info["sha256"],
                                "bytes": info["bytes"], "count": info["count"]})
-    for folder in {cfg.folder for cfg in configs} | {"data"}:
+    parquet = _write_parquet_copy(spec, out, units_dir, by_split, full_params, wanted)
+    for folder, pattern in [*((cfg.folder, "*.tar") for cfg in configs), ("data", "*.tar"),
+                            (PARQUET_DIR, "*.parquet")]:
         if (out / folder).exists():
-            for old in (out / folder).rglob("*.tar"):
+            for old in (out / folder).rglob(pattern):
                 if old.relative_to(out).as_posix() not in wanted:
                     old.unlink()
 
@@ -532,11 +535,36 @@ def finalize(spec: ReleaseSpec, out: Path, chunks, records: dict, rejected, full
                   "fields": next(iter(fields[c.name])) if fields[c.name] else
                   [k for k in spec.features(c.name, full_params) if not k.startswith("__")]} for c in configs],
         split_samples={s: len(by_split[s]) for s in SPLITS}, shards=shards, failures=failures,
-        build_seconds=build_seconds, stage_cpu_seconds=dict(stage_seconds))
+        build_seconds=build_seconds, stage_cpu_seconds=dict(stage_seconds), parquet=parquet)
     write_atomic(out / MANIFEST, _json_bytes(manifest))
     write_atomic(out / CARD, card.render_card(spec, manifest).encode("utf-8"))
     write_atomic(out / CROISSANT, croissant_bytes(spec, manifest))
     return manifest
+
+
+def _write_parquet_copy(spec: ReleaseSpec, out: Path, units_dir: Path, by_split: dict, params: dict,
+                        wanted: set) -> list[dict]:
+    """Write the Parquet copy of the configs ``spec.parquet_config_names`` names: the same
+    samples as their shards, in the same order, ``spec.parquet_rows_per_file`` rows a file.
+    Adds the paths to ``wanted``; returns the manifest records."""
+    from builders.format.reader import decode_sample
+
+    records = []
+    names = set(spec.parquet_config_names(params))
+    for cfg in (c for c in spec.configs(params) if c.name in names):
+        features = parquet_features(spec.fields(cfg.name, params))
+        stem = spec.name if cfg.default else f"{spec.name}-{cfg.name}"
+        per = spec.parquet_rows_per_file
+        for split in SPLITS:
+            entries = by_split[split]
+            for n, j in enumerate(range(0, len(entries), per)):
+                rel = parquet_path(cfg.name, split, stem, n)
+                rows = [sample_row(decode_sample(key, members), features)
+                        for key, members in _members_for(units_dir, entries[j:j + per], cfg.exclude)]
+                info = write_parquet_file(out / rel, rows, features)
+                wanted.add(rel)
+                records.append({"path": rel, "config": cfg.name, "split": split, **info})
+    return records
 
 
 def _recording_fields(samples, seen: set, config: str):

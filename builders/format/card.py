@@ -46,6 +46,49 @@ def card_metadata(spec, manifest: dict) -> dict:
     }
 
 
+def parquet_section(spec, manifest: Manifest) -> str:
+    """The card's "Parquet" section: how to load the Parquet copy (empty when the release has none)."""
+    from builders.format.parquet import parquet_configs, parquet_records
+
+    configs = parquet_configs(manifest)
+    if not configs:
+        return ""
+    config = configs[0]
+    n_files = len(parquet_records(manifest, None, config))
+    point_cloud = any(f.name == "positions" for f in spec.fields(config, manifest.parameters)) and any(
+        f.name == "atomic_numbers" for f in spec.fields(config, manifest.parameters))
+    batches = ("""
+for batch in point_cloud_batches(ds, batch_size=1024):   # flat numpy arrays from the Arrow buffers
+    batch["z"], batch["pos"], batch["num_atoms"], batch["batch"]""" if point_cloud else "")
+    return f"""## Parquet
+
+The `{config}` config is also stored as Parquet ({n_files} files under `parquet/`, listed with
+their sha256 in `manifest.json`): the same samples in the same order and split, one row per
+sample, a column per field under its own name (`__key__` is the shard key). `verify` checks
+that the rows equal the shards' samples. It is not a `configs:` entry above, because `datasets`
+reads every config of a folder with the builder of the first one; load it as Parquet with the
+exact file list:
+
+```python
+import json
+from datasets import load_dataset
+m = json.load(open("densegen/{spec.name}/manifest.json"))
+files = [f"densegen/{spec.name}/{{r['path']}}" for r in m["parquet"]
+         if r["config"] == "{config}" and r["split"] == "train"]
+ds = load_dataset("parquet", data_files={{"train": files}}, split="train").with_format("numpy")
+batch = ds[:256]                                          # dict of column -> numpy arrays
+assert len(batch["__key__"]) == min(256, len(ds))
+```
+
+With densegen, the files are checked against the manifest first:
+
+```python
+from builders.format.parquet import load_parquet, point_cloud_batches
+ds = load_parquet("densegen/{spec.name}", "train")   # datasets.Dataset{batches}
+```
+"""
+
+
 def render_card(spec, manifest: dict) -> str:
     """Full README.md text: YAML front matter + a generated body."""
     manifest = Manifest(manifest)
@@ -124,6 +167,7 @@ for sample in wds.WebDataset(urls, shardshuffle=False).decode(safe, pre=[], post
 
 Arrays are `.npy` members (decoded without pickle), strings `.txt`, records `.json`.
 
+{parquet_section(spec, manifest)}
 ## Fields
 
 Every sample of the `{full_config}` config has these fields (n: varies between samples); the

@@ -15,7 +15,9 @@ read off the manifest and the release spec (nothing measured twice):
   ``jsonPath`` only in a file that is not inside an archive), so the scalar meta fields of the
   release's field table are named, with their types and units, in the field's description
   rather than as fields of their own; the array members (``.npy``, which Croissant readers
-  cannot decode) are named in the record set's description.
+  cannot decode) are named in the record set's description;
+* one ``FileObject`` per file of the Parquet copy, where the release has one
+  (``application/x-parquet``, size and sha256 from the manifest).
 
 ``mlcroissant`` validates the file when it is written (:func:`write_croissant`) and reads its
 records (:func:`croissant_records`). mlcroissant extracts shards into its cache
@@ -109,6 +111,12 @@ def croissant_metadata(spec, manifest: Manifest) -> dict:
                 description=(f"{sum(sh['count'] for sh in shards)} samples of the {split} split, {config} "
                              f"config: the key and meta.json of each; each sample also has the members "
                              f"{', '.join(arrays) or '(none)'} (.npy: NumPy format, no pickle)")))
+    for rec in manifest.get("parquet", []):  # the Parquet copy (builders.format.parquet)
+        distribution.append(mlc.FileObject(
+            id=_node_id(rec["path"]), name=Path(rec["path"]).name, content_url=rec["path"],
+            content_size=f"{rec['bytes']} B", sha256=rec["sha256"], encoding_formats=["application/x-parquet"],
+            description=(f"Parquet copy of {rec['count']} samples ({rec['config']} config, {rec['split']} split): "
+                         f"one row per sample, a column per field")))
     metadata = mlc.Metadata(
         name=manifest.release,
         description=spec.summary,

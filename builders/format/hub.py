@@ -32,7 +32,7 @@ def _listed_shards(manifest, splits, config) -> list[str]:
 
 
 def fetch_release(repo_id: str, local_dir, *, splits=None, config: str | None = None, revision: str | None = None,
-                  endpoint: str | None = None, token=None) -> Path:
+                  endpoint: str | None = None, token=None, parquet: bool = True) -> Path:
     """Download a published release (all of it, or some splits of one config) into a folder.
 
     Args:
@@ -44,6 +44,8 @@ def fetch_release(repo_id: str, local_dir, *, splits=None, config: str | None = 
         revision: branch, tag or commit (None: ``main``); pin a commit to read a fixed release.
         endpoint: Hub address (None: huggingface_hub's default, ``HF_ENDPOINT``).
         token: as for ``huggingface_hub`` (None: ``HF_TOKEN`` or the saved login).
+        parquet: also fetch the config's Parquet copy (``builders.format.parquet``) of the same
+            splits, where the release has one.
     Returns:
         the folder, a release folder the readers and ``verify`` accept (for the splits fetched).
     Raises:
@@ -57,7 +59,14 @@ def fetch_release(repo_id: str, local_dir, *, splits=None, config: str | None = 
     for name in TOP_FILES:
         hf_hub_download(repo_id, name, **kw)
     manifest = read_manifest(local_dir)
-    for path in _listed_shards(manifest, splits, config):
+    paths = _listed_shards(manifest, splits, config)
+    if parquet:
+        from builders.format.parquet import parquet_records
+
+        wanted = manifest.split_names if splits is None else list(splits)
+        paths += [r["path"] for r in parquet_records(manifest, None, config or manifest.default_config)
+                  if r["split"] in wanted]
+    for path in paths:
         hf_hub_download(repo_id, path, **kw)
     return local_dir
 

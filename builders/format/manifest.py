@@ -11,6 +11,9 @@ What readers use (the build writes more: parameters, builder versions, timing):
 * ``release`` (str), ``splits`` ({split: {"samples": int}}),
 * ``shards``: [{"path": "data/train/<name>-train-000000.tar", "config", "split", "sha256",
   "bytes", "count"}] (``config`` defaults to ``"default"`` in older manifests),
+* ``parquet`` (optional): the Parquet copy of some configs (``builders.format.parquet``), records
+  like the shards': [{"path": "parquet/<config>/<split>/<name>-<split>-00000.parquet", "config",
+  "split", "sha256", "bytes", "count"}],
 * ``configs`` (optional): {name: {"folder", "default", "fields"}}, ``fields`` being the sorted
   member suffixes every sample of that config has (e.g. ``["atomic_numbers.npy",
   "meta.json", "positions.npy"]``); older manifests may lack ``fields``.
@@ -80,6 +83,7 @@ SCHEMA = {
         "splits": {"type": "object", "additionalProperties": {
             "type": "object", "required": ["samples"], "properties": {"samples": _COUNT}}},
         "shards": {"type": "array", "items": _SHARD},
+        "parquet": {"type": "array", "items": {**_SHARD, "required": [*_SHARD["required"], "config"]}},
         "configs": {"type": "object", "additionalProperties": _CONFIG},
     },
 }
@@ -204,7 +208,8 @@ class Manifest(dict):
     def assemble(cls, *, release: str, release_version: str, license: str, format_version: int,
                  builder: dict, parameters: dict, build_identity: dict, split_function: dict,
                  inputs: dict, configs: list[dict], split_samples: dict, shards: list[dict],
-                 failures: list[dict], build_seconds: float, stage_cpu_seconds: dict) -> "Manifest":
+                 failures: list[dict], build_seconds: float, stage_cpu_seconds: dict,
+                 parquet: list[dict] = ()) -> "Manifest":
         """The manifest a build writes: the one place its layout is spelled out.
 
         Args:
@@ -221,6 +226,7 @@ class Manifest(dict):
             shards: [{"path", "config", "split", "sha256", "bytes", "count"}].
             failures: the failure records (key, input, source, stage, reason).
             build_seconds: wall seconds of this run. stage_cpu_seconds: {stage: CPU seconds}.
+            parquet: the Parquet copy's files, records like ``shards`` (absent when empty).
         """
         def count(config, split):
             return sum(1 for sh in shards if sh["config"] == config and sh["split"] == split)
@@ -247,6 +253,7 @@ class Manifest(dict):
             "splits": {s: {"samples": n, "shards": count(first, s), "bytes": size(first, s)}
                        for s, n in split_samples.items()},
             "shards": shards,
+            **({"parquet": list(parquet)} if parquet else {}),
             "failures": {"total": len(failures),
                          "by_stage": dict(sorted(Counter(f["stage"] for f in failures).items())),
                          "file": FAILURES},
@@ -334,6 +341,21 @@ def validate_manifest(manifest, source: str = MANIFEST) -> dict:
         if configs is not None and sh.get("config", "default") not in configs:
             raise ManifestError(f"{source}: shard {sh['path']} has config {sh.get('config', 'default')!r}, "
                                 f"not one of {sorted(configs)}")
+    for i, rec in enumerate(manifest.get("parquet", [])):
+        rel = PurePosixPath(rec["path"])
+        if (rel.is_absolute() or ".." in rel.parts or "\\" in rec["path"] or rel.as_posix() != rec["path"]
+                or rel.parts[0] != "parquet" or rel.suffix != ".parquet"):
+            raise ManifestError(f"{source}: parquet[{i}].path {rec['path']!r} must be a plain relative path "
+                                f"parquet/.../*.parquet inside the release")
+        if rec["path"] in seen:
+            raise ManifestError(f"{source}: file {rec['path']} is listed twice")
+        seen.add(rec["path"])
+        if rec["split"] not in manifest["splits"]:
+            raise ManifestError(f"{source}: Parquet file {rec['path']} has split {rec['split']!r}, "
+                                f"not one of {sorted(manifest['splits'])}")
+        if rec["config"] not in (configs if configs is not None else {"default"}):
+            raise ManifestError(f"{source}: Parquet file {rec['path']} has config {rec['config']!r}, "
+                                f"not one of {sorted(configs or ['default'])}")
     return manifest
 
 

@@ -86,6 +86,7 @@ class ReleaseSpec(ABC):
     summary: str = ""
     unit_size: int = 256          # inputs per work unit (resume granularity)
     samples_per_shard: int = 4096  # samples per output shard
+    parquet_rows_per_file: int = 50_000  # rows per file of the Parquet copy (builders.format.parquet)
     tags: tuple[str, ...] = ("chemistry", "molecules", "3d")
 
     def add_arguments(self, parser: argparse.ArgumentParser) -> None:
@@ -117,6 +118,11 @@ class ReleaseSpec(ABC):
     def configs(self, params: dict) -> list[ConfigSpec]:
         """The release's configs (default: one, ``default``, with every field, under ``data/``)."""
         return [ConfigSpec("default", "data", frozenset(), True)]
+
+    def parquet_config_names(self, params: dict) -> tuple[str, ...]:
+        """Configs also written as Parquet files beside their shards (default: none; small-sample
+        releases name theirs, see :mod:`builders.format.parquet`)."""
+        return ()
 
     @abstractmethod
     def fields(self, config: str = "default", params: dict | None = None) -> list:

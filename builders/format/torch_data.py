@@ -18,6 +18,18 @@ the ``grid`` config), with the seed's log(rho+1) transform as an option:
     batch["grid"]  # (B, 1, 64, 64, 64) float32
 
 Each DataLoader worker reads a disjoint subset of shards, so an epoch visits every sample once.
+
+Point clouds from the Parquet copy (``builders.format.parquet``), whole shuffled batches cut
+from the Arrow table (~100,000 samples/s on one core, against a few thousand for per-sample
+collation):
+
+    from builders.format.parquet import load_parquet
+    from builders.format.torch_data import ParquetPointCloudBatches
+    ds = ParquetPointCloudBatches(load_parquet("densegen/random-conformers", "train"), batch_size=64,
+                                  shuffle=True)
+    loader = DataLoader(ds, batch_size=None, num_workers=2)   # the dataset yields whole batches
+    for batch in loader:
+        batch["z"], batch["pos"], batch["batch"], batch["num_atoms"], batch["keys"]   # flat layout
 """
 from __future__ import annotations
 
@@ -114,6 +126,46 @@ def collate_point_clouds(samples: list[dict], padded: bool = True) -> dict:
         z_pad[i, : len(zi)] = zi
         pos_pad[i, : len(zi)] = pi
     return {**flat, "z_padded": z_pad, "pos_padded": pos_pad, "mask": torch.arange(nmax)[None, :] < num[:, None]}
+
+
+class ParquetPointCloudBatches(IterableDataset):
+    """Whole flat point-cloud batches (torch tensors) of a Parquet-copy ``Dataset``, cut from its
+    Arrow buffers (:func:`builders.format.parquet.point_cloud_batches`); DataLoader workers take
+    every n-th batch, so an epoch visits every sample once. Use ``DataLoader(ds, batch_size=None)``.
+
+    Args:
+        dataset: ``datasets.Dataset`` from :func:`builders.format.parquet.load_parquet`.
+        batch_size: samples per batch.
+        shuffle: a new random order each epoch (seeded by ``seed`` and :meth:`set_epoch`).
+        positions: the position column (Angstrom).
+    Yields:
+        dicts of ``z`` (sum N,) long, ``pos`` (sum N, 3) float32, ``batch`` (sum N,) long,
+        ``num_atoms`` (B,) long and ``keys`` (list of str), as :func:`collate_point_clouds` with
+        ``padded=False``.
+    """
+
+    def __init__(self, dataset, batch_size: int = 64, shuffle: bool = False, seed: int = 0,
+                 positions: str = "positions"):
+        self.dataset, self.batch_size, self.shuffle = dataset, batch_size, shuffle
+        self.seed, self.epoch, self.positions = seed, 0, positions
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order the next iteration uses (shuffle only)."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def __iter__(self):
+        from builders.format.parquet import point_cloud_batches
+
+        info = get_worker_info()
+        part = (info.id, info.num_workers) if info is not None else (0, 1)
+        for b in point_cloud_batches(self.dataset, self.batch_size, shuffle=self.shuffle,
+                                     seed=self.seed * 1_000_003 + self.epoch, positions=self.positions, part=part):
+            yield {"z": torch.from_numpy(b["z"].astype(np.int64)), "pos": torch.tensor(b["pos"], dtype=torch.float32),
+                   "batch": torch.from_numpy(b["batch"]), "num_atoms": torch.from_numpy(b["num_atoms"]),
+                   "keys": list(b["__key__"])}
 
 
 class RenderDensity:

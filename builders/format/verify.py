@@ -5,7 +5,8 @@ never raises for anything found in the folder (``python -m builders verify PATH`
 and exits 1).
 
 What may be in a release folder: ``README.md`` (the card, required), ``manifest.json``,
-``failures.jsonl`` and the shards the manifest lists. Anything else is reported as a stray
+``failures.jsonl``, the shards the manifest lists and the files of its Parquet copy
+(``builders.format.parquet``). Anything else is reported as a stray
 file, except entries at the top level whose name starts with a dot (``.build/``, the work
 folder of an unfinished or ``--keep-work`` build; ``.git/``, ``.gitattributes`` and
 ``.cache/`` of a Hub clone or download), which are not part of the release.
@@ -15,8 +16,18 @@ from __future__ import annotations
 from pathlib import Path
 
 from builders.format.encoding import decodable, decode_value
-from builders.format.manifest import (CARD, CROISSANT, FAILURES, MANIFEST, ManifestError, config_fields, has_manifest,
-                                      read_manifest)
+from builders.format.manifest import (
+    CARD,
+    CROISSANT,
+    FAILURES,
+    MANIFEST,
+    ManifestError,
+    config_fields,
+    has_manifest,
+    read_manifest,
+)
+from builders.format.parquet import check_parquet_copy, parquet_configs, parquet_records
+from builders.format.reader import decode_sample
 from builders.format.splits import assign_split
 from builders.format.tario import ShardError, iter_tar_samples, sha256_file
 
@@ -185,7 +196,7 @@ def _verify(path: Path) -> list[str]:
             fields_of[name].declared = fields
 
     shards = manifest.shard_records
-    problems += _stray_files(path, {sh["path"] for sh in shards})
+    problems += _stray_files(path, {sh["path"] for sh in shards} | {r["path"] for r in parquet_records(manifest)})
 
     state = {"keys": {}, "counts": {}, "split_of_identity": {}}
     for sh in shards:
@@ -196,4 +207,29 @@ def _verify(path: Path) -> list[str]:
             n, want = state["counts"].get((config, split), 0), manifest.samples(split)
             if n != want:
                 problems.append(f"{MANIFEST}: config {config}, split {split}: {n} samples, manifest says {want}")
+    for config in parquet_configs(manifest):
+        for split in manifest.split_names:
+            problems += _verify_parquet(path, manifest, config, split, shards)
     return problems
+
+
+def _verify_parquet(path: Path, manifest, config: str, split: str, shards: list[dict]) -> list[str]:
+    """Problems of the Parquet copy of one config and split: its row total, each file, and its
+    rows against the decoded samples of the config's shards of that split, in order."""
+    recs = parquet_records(manifest, split, config)
+    rows, want = sum(r["count"] for r in recs), manifest.samples(split)
+    if rows != want:
+        return [f"{MANIFEST}: Parquet copy of config {config}, split {split}: {rows} rows, manifest says {want}"]
+    if not recs:
+        return []
+    tars = [sh for sh in shards if sh["config"] == config and sh["split"] == split]
+
+    def samples():
+        for sh in tars:
+            for key, members in iter_tar_samples(path / sh["path"]):
+                yield decode_sample(key, members, sh["path"])
+
+    try:
+        return check_parquet_copy(path, manifest, config, split, samples())
+    except (ShardError, ValueError, OSError) as err:
+        return [f"parquet/{config}/{split}: not compared with the shards, which do not read ({err})"]
