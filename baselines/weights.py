@@ -278,6 +278,37 @@ def build_from_weights(spec: ModelSpec, weights=None, device: str = "cpu") -> tu
     return model.float().to(device).eval(), info
 
 
+def weights_line(spec: ModelSpec, info: dict, weights=None) -> str:
+    """The one line an adapter prints when it loads weights: which weights, how far they were
+    trained, and, for the shipped ones, where their model card is.
+
+    Args:
+        spec: the model.
+        info: the ``info`` dict :func:`build_from_weights` returned.
+        weights: the folder passed to it (None: the shipped weights).
+    """
+    cfg = info.get("config") or {}
+    source = info.get("source") or {}
+    facts = [f"{info.get('preset', '?')} preset"]
+    step = source.get("step")
+    if step is None and str(source.get("checkpoint", "")).rsplit("/", 1)[-1].startswith("step_"):
+        step = int(str(source["checkpoint"]).rsplit("step_", 1)[-1])
+    if step is not None:
+        facts.append(f"{step:,} training steps")
+    if source.get("sigma") is not None:
+        facts.append(f"sigma {source['sigma']:.2f} A")
+    if (cfg.get("model") or {}).get("hydrogens") is False:
+        facts.append("heavy atoms only")
+    if weights is None:
+        card = spec.shipped.parent / "MODEL_CARD.md"
+        try:
+            card = card.relative_to(Path(__file__).parents[1])
+        except ValueError:
+            pass
+        return f"{spec.name}: shipped weights ({', '.join(facts)}), a CPU demonstration; see {card.as_posix()}"
+    return f"{spec.name}: weights from {weights} ({', '.join(facts)})"
+
+
 def export_checkpoint(spec: ModelSpec, checkpoint, out, drop: tuple[str, ...] = (),
                       info: dict | None = None, source: dict | None = None,
                       max_file_bytes: int | None = None) -> Path:

@@ -25,13 +25,14 @@ Inference runs in eval mode under ``torch.no_grad`` in float32, on ``threads`` t
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from baselines.common import set_torch_threads
-from baselines.weights import ModelSpec, build_from_weights
+from baselines.weights import ModelSpec, build_from_weights, weights_line
 
 from .config import Mo3ENetConfig
 from .data import collate_point_clouds, model_inputs
@@ -80,6 +81,7 @@ class Mo3ENetBenchmarkModel:
         if self.batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         self.model, self.info = load_mo3enet(weights, self.device)
+        print(weights_line(SPEC, self.info, weights), file=sys.stderr)
         self.weights = str(weights) if weights is not None else str(SPEC.shipped)
 
     def num_parameters(self) -> int:

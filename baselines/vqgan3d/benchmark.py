@@ -28,6 +28,7 @@ Inference runs in eval mode (no codebook update) under ``torch.no_grad`` in floa
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -35,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from baselines.common import set_torch_threads
-from baselines.weights import ModelSpec, build_from_weights
+from baselines.weights import ModelSpec, build_from_weights, weights_line
 
 from .config import VQGAN3DConfig
 from .model import VQGAN3D
@@ -108,6 +109,7 @@ class VQGAN3DBenchmarkModel:
             raise ValueError(f"pooling must be 'seed' or 'blocks', got {pooling!r}")
         self.device = torch.device(device)
         self.model, self.info = load_vqgan3d(weights, self.device)
+        print(weights_line(SPEC, self.info, weights), file=sys.stderr)
         cfg = self.model.cfg
         self.shape = _parse_shape(shape, cfg.input_size)
         if any(s < cfg.downsample or s % cfg.downsample for s in self.shape):
