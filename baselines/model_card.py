@@ -58,7 +58,7 @@ TEXT = {
         tags=("chemistry", "molecules", "point-cloud", "equivariant", "autoencoder")),
     "vqgan3d": CardText(
         title="3DGrid-VQGAN (densegen baseline, small preset)",
-        paper="3DGrid-VQGAN, paper 001 in `../shared/papers/` (a 3D VQGAN of electron-density grids)",
+        paper="3DGrid-VQGAN, paper 000 in `../shared/papers/` (a 3D VQGAN of electron-density grids)",
         what=("A 3D convolutional VQGAN: the encoder compresses a log(rho+1) electron-density grid to a grid "
               "of codebook indices, the decoder reconstructs the density. The benchmark adapter "
               "(`baselines.vqgan3d.benchmark:VQGAN3DBenchmarkModel`) reconstructs the density tasks' grids and "

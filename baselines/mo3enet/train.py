@@ -84,7 +84,12 @@ class SampleStream:
     def _open(self):
         self._it = iter(self.samples)
         for _ in range(self.position["index"]):       # skip what a previous run consumed
-            next(self._it)
+            try:
+                next(self._it)
+            except StopIteration:                      # other (shorter) data than the run had: new pass
+                self.position = {"epoch": self.position["epoch"] + 1, "index": 0}
+                self._it = iter(self.samples)
+                return
 
     def next_batch(self) -> list[dict]:
         """Return the next ``batch_size`` samples, starting a new pass when one ends."""
@@ -175,7 +180,8 @@ def plot_curves(metrics: list[dict], path: Path) -> None:
 # ----------------------------------------------------------------------------- loop
 def train(config: Mo3ENetConfig, sample_iterable: Iterable[dict], out_dir, max_steps: int,
           resume=None, device: str = "cpu", max_minutes: float | None = None,
-          progress: bool = False) -> list[dict]:
+          progress: bool = False, init_weights: dict | None = None,
+          init_sigma: float | None = None) -> list[dict]:
     """Train until ``max_steps`` optimizer steps in total (or ``max_minutes`` of wall time).
 
     Args:
@@ -187,6 +193,10 @@ def train(config: Mo3ENetConfig, sample_iterable: Iterable[dict], out_dir, max_s
         resume: checkpoint path (see :func:`baselines.checkpoints.resolve_checkpoint`) or None.
         device: "cpu" or "cuda".
         max_minutes: optional wall-clock budget for this call.
+        init_weights: a new run (``resume`` None) starts from this state dict (warm start from
+            shipped weights: fresh optimizer, step 0) instead of a random initialization.
+        init_sigma: a new run's starting Gaussian width in A (default ``sigma_init``), e.g. the
+            sigma the ``init_weights`` were trained to.
 
     Returns:
         The metric records (dicts) of the steps run in this call.
@@ -210,8 +220,13 @@ def train(config: Mo3ENetConfig, sample_iterable: Iterable[dict], out_dir, max_s
         restore_rng_state(state["rng"], noise=noise_gen)
         step, position = int(state["step"]), state["data_position"]
         trim_metrics(metrics_path, step)
-    elif metrics_path.exists():
-        metrics_path.unlink()
+    else:
+        if init_weights is not None:
+            model.load_state_dict(init_weights)
+        if init_sigma is not None:
+            sigma.sigma = float(init_sigma)
+        if metrics_path.exists():
+            metrics_path.unlink()
     stream = SampleStream(sample_iterable, tc.batch_size, position)
     amp = tc.amp and str(device).startswith("cuda")
     model.train()

@@ -272,7 +272,8 @@ def _train_step(model, gen, disc, perceptual, opt_g, opt_d, x, step, cfg, slice_
 
 def train(config: VQGAN3DConfig, grid_iterable: Iterable, out_dir, max_steps: int,
           resume=None, device: str = "cpu", seed_config: bool = False, time_steps: int = 0,
-          verbose: bool = True) -> dict:
+          verbose: bool = True, max_minutes: float | None = None,
+          init_weights: dict | None = None) -> dict:
     """Train (or continue training) a 3DGrid-VQGAN.
 
     Args:
@@ -287,6 +288,9 @@ def train(config: VQGAN3DConfig, grid_iterable: Iterable, out_dir, max_steps: in
         seed_config: fp32 without autocast (otherwise bf16 autocast on CUDA).
         time_steps: when > 0, run 2 warm-up + ``time_steps`` steps, return their timings and
             write ``timing.json``; no checkpoint is written.
+        max_minutes: stop after this much wall time (a checkpoint is written where it stops).
+        init_weights: a new run (``resume`` None) starts its generator from this state dict
+            (warm start from shipped weights; training-only buffers may be missing).
     Returns:
         dict with ``step``, ``last`` (metrics of the last step), ``history`` (logged rows),
         ``params`` (generator and discriminator parameter counts), timing fields if timed.
@@ -310,6 +314,12 @@ def train(config: VQGAN3DConfig, grid_iterable: Iterable, out_dir, max_steps: in
     metrics_path = out_dir / METRICS_FILE
     if resume is None and rank == 0 and not time_steps:
         metrics_path.unlink(missing_ok=True)  # a fresh run starts a fresh log
+    if resume is None and init_weights is not None:
+        from .benchmark import TRAINING_ONLY_BUFFERS
+
+        missing = gen.load_state_dict(init_weights, strict=False).missing_keys
+        if [k for k in missing if k not in TRAINING_ONLY_BUFFERS]:
+            raise ValueError(f"init_weights do not fit the config: missing {missing[:5]}")
     if resume is not None:
         ck = read_checkpoint(resume, "3DGrid-VQGAN")
         gen.load_state_dict(ck.weights)
@@ -344,7 +354,11 @@ def train(config: VQGAN3DConfig, grid_iterable: Iterable, out_dir, max_steps: in
         max_steps = step + 2 + time_steps
     times, cpu_times, history, out, x = [], [], [], None, None
     t_start = time.time()
+    stopped = False
     while step < max_steps:
+        if max_minutes is not None and time.time() - t_start > 60 * max_minutes:
+            stopped = True
+            break
         x = next(batches).to(dev)
         if dev.type == "cuda":
             torch.cuda.synchronize()
@@ -376,6 +390,9 @@ def train(config: VQGAN3DConfig, grid_iterable: Iterable, out_dir, max_steps: in
                 plot_losses(metrics_path, out_dir / "loss_curves.png")
             if step % config.checkpoint_every == 0 or step == max_steps:
                 save_checkpoint(out_dir, step, gen, disc, opt_g, opt_d, slice_gen, acc, config)
+    if stopped and rank == 0 and not time_steps and out is not None:
+        save_checkpoint(out_dir, step, gen, disc, opt_g, opt_d, slice_gen, acc, config)
+        plot_losses(metrics_path, out_dir / "loss_curves.png")
     result = {"step": step, "history": history, "params": n_params,
               "last": {k: v for k, v in (out or {}).items() if not k.startswith("_")}}
     if time_steps:
