@@ -166,3 +166,32 @@ def test_paper_preset_equivariance(samples):
     torch.testing.assert_close(out_r["positions"], out["positions"] @ rot.T, atol=1e-5, rtol=0)
     for key in ("scalar_embedding", "type_probs", "weights"):
         torch.testing.assert_close(out_r[key], out[key], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("vector", [False, True])
+def test_dense_swarm_aggregation_equals_the_scatter_one(vector):
+    from baselines.mo3enet.layers import AugmentedSoftmaxAggregation
+
+    torch.manual_seed(0)
+    n, k, c = 40, 12, 8
+    agg = AugmentedSoftmaxAggregation(c, vector=vector)
+    with torch.no_grad():
+        agg.beta.uniform_(0.2, 3.0)
+        agg.b.uniform_(-0.5, 0.5)
+    x = torch.randn(n * k, 3, c, dtype=torch.float64) if vector else torch.randn(n * k, c, dtype=torch.float64)
+    x.requires_grad_(True)
+    index = torch.arange(n).repeat_interleave(k)
+    agg = agg.double()
+    ref = agg(x, index, n)
+    (gx_ref, gb_ref) = torch.autograd.grad(ref.square().sum(), (x, agg.beta))
+    dense = agg(x, index, n, degree=k)
+    (gx, gb) = torch.autograd.grad(dense.square().sum(), (x, agg.beta))
+    assert torch.allclose(dense, ref, rtol=1e-12, atol=1e-12)
+    assert torch.allclose(gx, gx_ref, rtol=1e-10, atol=1e-12) and torch.allclose(gb, gb_ref, rtol=1e-10, atol=1e-12)
+
+
+def test_decoder_uses_the_dense_path_only_for_a_target_sorted_graph():
+    cfg = small_config().model
+    assert Mo3ENet(cfg).decoder.in_degree == cfg.decoder_neighbors              # circulant graph: sorted
+    cfg.decoder_neighbors = None                                                 # fully connected: src-sorted
+    assert Mo3ENet(cfg).decoder.in_degree is None

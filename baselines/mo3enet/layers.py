@@ -154,9 +154,23 @@ class AugmentedSoftmaxAggregation(nn.Module):
         self.b = nn.Parameter(torch.zeros(dim))
         self.vector = vector
 
-    def forward(self, x: torch.Tensor, index: torch.Tensor, num_segments: int) -> torch.Tensor:
-        """x: (E, k) scalars or (E, 3, k) vectors; index: (E,) target segment."""
+    def forward(self, x: torch.Tensor, index: torch.Tensor, num_segments: int,
+                degree: int | None = None) -> torch.Tensor:
+        """x: (E, k) scalars or (E, 3, k) vectors; index: (E,) target segment.
+
+        ``degree``: when the edges are sorted by target and every target has exactly this many
+        (``index == arange(num_segments).repeat_interleave(degree)``, the decoder's swarm
+        graph), the softmax and the sum run on an (num_segments, degree, ...) view instead of
+        scatter/gather: the same function (to float rounding), ~2x faster on CPU.
+        """
         key = vector_norm(x) if self.vector else x
+        if degree is not None:
+            z = (self.beta * key).view(num_segments, degree, -1)
+            ex = torch.exp(z - z.amax(dim=1, keepdim=True).detach())
+            w = ex / ex.sum(dim=1, keepdim=True) + self.b
+            if self.vector:
+                w = w[:, :, None, :]
+            return (w * x.view(num_segments, degree, *x.shape[1:])).sum(dim=1)
         w = segment_softmax(self.beta * key, index, num_segments) + self.b
         if self.vector:
             w = w[:, None, :]
@@ -226,12 +240,14 @@ class EquivariantGraphConv(nn.Module):
         self.agg_v = AugmentedSoftmaxAggregation(dim_msg, vector=True)
         self.v1 = VectorLinear(dim_msg, dim_v)
 
-    def forward(self, s, v, edge_src, edge_dst, edge_attr):
-        """s: (n, dim_s); v: (n, 3, dim_v); edges j=edge_src -> i=edge_dst; edge_attr (E, dim_edge)."""
+    def forward(self, s, v, edge_src, edge_dst, edge_attr, in_degree: int | None = None):
+        """s: (n, dim_s); v: (n, 3, dim_v); edges j=edge_src -> i=edge_dst; edge_attr (E, dim_edge).
+        ``in_degree``: the edges are sorted by target, each with this many (see
+        :class:`AugmentedSoftmaxAggregation`)."""
         n = s.shape[0]
         msg = torch.cat([self.w2(s)[edge_dst], self.w3(s)[edge_src], self.w4(edge_attr)], dim=1)
         msg = F.gelu(self.msg_norm(msg))
-        s = s + self.w1(self.agg_s(msg, edge_dst, n))
+        s = s + self.w1(self.agg_s(msg, edge_dst, n, in_degree))
         vmsg = (self.v2(v)[edge_dst] + self.v3(v)[edge_src]) * self.v4(edge_attr)[:, None, :]
-        v = v + self.v1(self.agg_v(vmsg, edge_dst, n))
+        v = v + self.v1(self.agg_v(vmsg, edge_dst, n, in_degree))
         return s, v

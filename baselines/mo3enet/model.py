@@ -155,6 +155,9 @@ class Mo3ENetGNNDecoder(nn.Module):
         src, dst = swarm_graph(m, cfg.decoder_neighbors)
         self.register_buffer("edge_src", src, persistent=False)
         self.register_buffer("edge_dst", dst, persistent=False)
+        degree = len(dst) // m
+        # every swarm node receives the same number of edges, sorted by target: dense aggregation
+        self.in_degree = degree if torch.equal(dst, torch.arange(m).repeat_interleave(degree)) else None
 
     def forward(self, gs, gv):
         """gs (B, D) invariant; gv (B, 3, bottleneck) -> pos (B, M, 3) A, logits (B, M, types+1)."""
@@ -170,7 +173,7 @@ class Mo3ENetGNNDecoder(nn.Module):
         e = self.rbf(_edge_lengths(p0, src, dst))
         for block, conv in zip(self.blocks[:-1], self.convs):
             s, v = block(s, v, batch, b)
-            s, v = conv(s, v, src, dst, e)
+            s, v = conv(s, v, src, dst, e, self.in_degree)
         s, v = self.blocks[-1](s, v, batch, b)
         pos = p0 + self.out_pos(v)[:, :, 0] * self.cfg.radius_scale
         return pos.view(b, m, 3), self.out_s(s).view(b, m, -1)
