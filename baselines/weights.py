@@ -305,7 +305,9 @@ def weights_line(spec: ModelSpec, info: dict, weights=None) -> str:
             card = card.relative_to(Path(__file__).parents[1])
         except ValueError:
             pass
-        return f"{spec.name}: shipped weights ({', '.join(facts)}), a CPU demonstration; see {card.as_posix()}"
+        where = (source.get("round") or {}).get("device", "cpu")
+        what = "trained on a GPU" if str(where).startswith("cuda") else "a CPU demonstration"
+        return f"{spec.name}: shipped weights ({', '.join(facts)}), {what}; see {card.as_posix()}"
     return f"{spec.name}: weights from {weights} ({', '.join(facts)})"
 
 
