@@ -22,12 +22,13 @@ with the exact file list, and :func:`load_parquet` does that after checking the 
 """
 from __future__ import annotations
 
-import hashlib
 import os
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Iterable, Iterator
 
 import numpy as np
+
+from builders.format.tario import sha256_file
 
 PARQUET_DIR = "parquet"
 KEY_COLUMN = "__key__"
@@ -86,9 +87,8 @@ def write_parquet_file(path: Path, rows: list[dict], features) -> dict:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
     pq.write_table(rows_table(rows, features), tmp, row_group_size=ROW_GROUP_SIZE, compression="zstd")
-    data = tmp.read_bytes()
     os.replace(tmp, path)
-    return {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "count": len(rows)}
+    return {"sha256": sha256_file(path), "bytes": path.stat().st_size, "count": len(rows)}
 
 
 def parquet_records(manifest: dict, split: str | None = None, config: str | None = None) -> list[dict]:
@@ -111,7 +111,7 @@ def _check_file(release: Path, rec: dict, check_sha256: bool) -> Path:
     if size != rec["bytes"]:
         raise ParquetError(f"{rec['path']}: {size} bytes, manifest says {rec['bytes']}")
     if check_sha256:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = sha256_file(path)
         if digest != rec["sha256"]:
             raise ParquetError(f"{rec['path']}: sha256 {digest[:16]}... does not match manifest "
                                f"{rec['sha256'][:16]}...")
@@ -280,11 +280,4 @@ def _tables_equal(a, b) -> bool:
     """Column-wise :func:`_arrays_equal` of two tables with one schema."""
     return a.num_rows == b.num_rows and a.column_names == b.column_names and all(
         _arrays_equal(a.column(c).combine_chunks(), b.column(c).combine_chunks()) for c in a.column_names)
-
-
-def is_plain_parquet_path(rel: str) -> bool:
-    """Whether a manifest path is a plain relative ``parquet/.../*.parquet`` path."""
-    p = PurePosixPath(rel)
-    return (not p.is_absolute() and ".." not in p.parts and p.parts[:1] == (PARQUET_DIR,)
-            and p.suffix == ".parquet")
 
