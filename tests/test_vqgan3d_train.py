@@ -93,6 +93,29 @@ def test_cli_time_steps_and_bad_release(tmp_path, capsys):
         main(["--preset", "small"])  # needs --release or --synthetic
 
 
+def test_cli_init_weights_starts_from_shipped_weights(tmp_path, capsys):
+    """--init-weights shipped: a new run with the shipped weights' config and generator, its
+    first checkpoint one step away from them; bad combinations exit 2 with a message."""
+    shipped, info = load_vqgan3d(None)
+    rc = main(["--synthetic", "2", "--init-weights", "shipped", "--max-steps", "1", "--threads", "1",
+               "--out", str(tmp_path / "run"), "--device", "cpu"])
+    assert rc == 0
+    ck = tmp_path / "run" / "checkpoints" / "step_00000001"
+    cfg = json.loads((ck / "config.json").read_text())
+    assert cfg["n_codes"] == info["config"]["n_codes"] and cfg["input_size"] == info["config"]["input_size"]
+    state = load_file(str(next(ck.glob("*.safetensors"))))
+    ref = shipped.state_dict()
+    name = "encoder.conv_first.conv.weight" if "encoder.conv_first.conv.weight" in ref else sorted(ref)[0]
+    step = (state[name] - ref[name]).abs().max().item()
+    assert 0 < step < 1e-2, step  # one Adam step (lr 3e-4) from the shipped tensor, not a fresh init
+    assert main(["--synthetic", "2", "--init-weights", "shipped", "--resume", str(ck),
+                 "--out", str(tmp_path / "x")]) == 2
+    assert "cannot be combined with --resume" in capsys.readouterr().err
+    assert main(["--synthetic", "2", "--init-weights", str(tmp_path / "missing"),
+                 "--out", str(tmp_path / "y")]) == 2
+    assert "--init-weights" in capsys.readouterr().err
+
+
 def test_release_grids_render_real_density(monkeypatch, tmp_path):
     """ReleaseGrids defers rendering each sample with builders' renderer, then log(rho+1)."""
     import numpy as np

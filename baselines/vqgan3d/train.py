@@ -435,11 +435,33 @@ def main(argv=None) -> int:
                     help="fp32 without autocast (the reference setting for speed comparisons)")
     ap.add_argument("--time-steps", type=int, default=0, metavar="N",
                     help="measure N training steps (after 2 warm-up) and write timing.json")
+    ap.add_argument("--max-minutes", type=float,
+                    help="stop after this much wall time (a checkpoint is written where it stops)")
+    ap.add_argument("--init-weights", metavar="WEIGHTS",
+                    help="a new run starts its generator from these exported weights: a weights folder, "
+                         "or 'shipped' for baselines/vqgan3d/weights (its config is used; other flags override)")
+    ap.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    init_state = init_config = None
+    if args.init_weights is not None:
+        if args.resume is not None:
+            print("error: --init-weights starts a new run; it cannot be combined with --resume", file=sys.stderr)
+            return 2
+        from baselines.weights import build_from_weights
+
+        from .benchmark import SPEC
+        try:
+            module, info = build_from_weights(SPEC, None if args.init_weights == "shipped" else args.init_weights, "cpu")
+        except (OSError, ValueError) as e:
+            print(f"error: --init-weights {args.init_weights}: {e}", file=sys.stderr)
+            return 2
+        init_state, init_config = module.state_dict(), info["config"]
 
     over = {k: v for k, v in (("batch_size", args.batch_size), ("disc_type", args.disc_type),
                               ("disc_start_step", args.disc_start_step)) if v is not None}
-    cfg = get_config(args.preset, **over)
+    cfg = VQGAN3DConfig.from_dict(init_config).replace(**over) if init_config else get_config(args.preset, **over)
     if args.release is not None:
         if not Path(args.release).exists():
             print(f"error: --release {args.release}: no such folder", file=sys.stderr)
@@ -449,7 +471,8 @@ def main(argv=None) -> int:
         grids = synthetic_grids(args.synthetic, cfg.input_size, seed=cfg.seed)
     out = Path(args.out or f"out/vqgan3d-{args.preset}")
     res = train(cfg, grids, out, args.max_steps, resume=args.resume, device=args.device,
-                seed_config=args.seed_config, time_steps=args.time_steps)
+                seed_config=args.seed_config, time_steps=args.time_steps, max_minutes=args.max_minutes,
+                init_weights=init_state)
     p = res["params"]
     if dist.is_initialized() and dist.get_rank() != 0:
         pass
