@@ -35,6 +35,7 @@ MODELS = {
     "identity": "baselines.simple:Identity",
     "blur": "baselines.simple:Blur",
     "mo3enet": "baselines.mo3enet.benchmark:Mo3ENetBenchmarkModel",
+    "mo3enet-heavy": "baselines.mo3enet.benchmark:Mo3ENetHeavyAtomsBenchmarkModel",
     "vqgan3d": "baselines.vqgan3d.benchmark:VQGAN3DBenchmarkModel",
 }
 
