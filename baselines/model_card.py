@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,6 +38,9 @@ class CardText:
     limits: str
     adapter: str
     tags: tuple[str, ...]
+    spec: str = ""          # the weights' model (its baselines.<spec>.benchmark.SPEC); default the card's key
+    weights_dir: str = ""   # repo-relative weights folder; default baselines/<key>/weights
+    card_file: str = ""     # repo-relative card path; default baselines/<key>/MODEL_CARD.md
 
 
 TEXT = {
@@ -56,6 +60,28 @@ TEXT = {
                 "Coulomb matrix does. Use them to check that a pipeline runs, not to compare against."),
         adapter="baselines.mo3enet.benchmark:Mo3ENetBenchmarkModel",
         tags=("chemistry", "molecules", "point-cloud", "equivariant", "autoencoder")),
+    "mo3enet-heavy": CardText(
+        title="Mo3ENet without hydrogens (densegen baseline, small preset, heavy atoms only)",
+        paper="Mo3ENet, paper 002 in `../shared/papers/` (which trains one model with hydrogens and one without)",
+        what=("The Mo3ENet autoencoder trained on heavy atoms only: it reads every molecule without its "
+              "hydrogens and decodes a swarm whose weights sum to the heavy-atom count. The benchmark adapter "
+              "(`baselines.mo3enet.benchmark:Mo3ENetHeavyAtomsBenchmarkModel`, registered as `mo3enet-heavy`) "
+              "gives the invariant embedding to the QM9 and crystal tasks and the decoded swarm to point-cloud "
+              "reconstruction of heavy atoms."),
+        data=("Trained on the `random-conformers` release (RDKit conformers of QM9 and ZINC molecules) with the "
+              "hydrogens dropped from every sample (`--heavy-atoms`); QM9 valid/test molecules never reach its "
+              "train split. Exported from the newest checkpoint of "
+              "`baselines/mo3enet/training-runs/heavy-atoms-small` (its README gives the build and resume "
+              "commands)."),
+        limits=("Trained on one CPU core: the Gaussian width stopped at the input self-overlap floor "
+                "(about 0.40 Å), so the reconstruction is matched atom by atom for most but not all QM9 hold-out "
+                "molecules. It knows nothing of hydrogens: the with-hydrogen point-cloud task refuses its "
+                "reconstructions. The frozen embedding is not a property predictor by itself; the QM9 figures "
+                "come from heads trained on it."),
+        adapter="baselines.mo3enet.benchmark:Mo3ENetHeavyAtomsBenchmarkModel",
+        tags=("chemistry", "molecules", "point-cloud", "equivariant", "autoencoder"),
+        spec="mo3enet", weights_dir="baselines/mo3enet/weights-heavy",
+        card_file="baselines/mo3enet/MODEL_CARD-heavy.md"),
     "vqgan3d": CardText(
         title="3DGrid-VQGAN (densegen baseline, small preset)",
         paper="3DGrid-VQGAN, paper 000 in `../shared/papers/` (a 3D VQGAN of electron-density grids)",
@@ -73,6 +99,9 @@ TEXT = {
 
 
 def _spec(model: str):
+    if model not in TEXT:
+        raise ValueError(f"no model card for {model!r}; known: {sorted(TEXT)}")
+    model = TEXT[model].spec or model
     if model == "mo3enet":
         from baselines.mo3enet.benchmark import SPEC
     elif model == "vqgan3d":
@@ -84,7 +113,27 @@ def _spec(model: str):
 
 def card_path(model: str) -> Path:
     """Where the card of ``model``'s shipped weights lives (beside the weights folder)."""
-    return _spec(model).shipped.parent / CARD_NAME
+    text = TEXT[model]
+    return REPO / text.card_file if text.card_file else _spec(model).shipped.parent / CARD_NAME
+
+
+def weights_folder(model: str) -> Path:
+    """The folder of the weight set the card ``model`` describes."""
+    text = TEXT[model]
+    return REPO / text.weights_dir if text.weights_dir else _spec(model).shipped
+
+
+def _training_log(folder: Path) -> tuple[list[dict], str]:
+    """The training records beside the weights (``training/metrics.jsonl`` or its ``.gz``) and
+    the log's name relative to the weights folder; ([], "") when there is none."""
+    import gzip
+
+    for name in ("training/metrics.jsonl", "training/metrics.jsonl.gz"):
+        path = folder / name
+        if path.is_file():
+            raw = gzip.decompress(path.read_bytes()) if name.endswith(".gz") else path.read_bytes()
+            return [json.loads(line) for line in raw.decode().splitlines() if line.strip()], name
+    return [], ""
 
 
 def weights_facts(model: str) -> dict:
@@ -93,14 +142,13 @@ def weights_facts(model: str) -> dict:
     from baselines.weights import build_from_weights
     from benchmarks.protocol import weights_digest
 
-    spec = _spec(model)
-    module, info = build_from_weights(spec, None, "cpu")
+    spec, folder = _spec(model), weights_folder(model)
+    module, info = build_from_weights(spec, None if folder == spec.shipped else folder, "cpu")
 
     class _Weights:
-        weights = str(spec.shipped)
+        weights = str(folder)
 
-    log = spec.shipped / "training" / "metrics.jsonl"
-    records = [json.loads(line) for line in log.read_text().splitlines() if line.strip()] if log.is_file() else []
+    records, log_name = _training_log(folder)
     cfg = info.get("config") or {}
     batch = (cfg.get("train") or {}).get("batch_size", cfg.get("batch_size"))
     if records and "wall_s" in records[-1]:            # VQGAN: wall seconds since the run started
@@ -114,8 +162,9 @@ def weights_facts(model: str) -> dict:
             "sigma": info.get("source", {}).get("sigma"), "digest": weights_digest(_Weights()),
             "parameters": sum(p.numel() for p in module.parameters()),
             "hydrogens": getattr(getattr(module, "cfg", None), "hydrogens", None),
-            "last": records[-1] if records else None, "logged_steps": len(records),
-            "files": sorted(p.relative_to(spec.shipped).as_posix() for p in spec.shipped.rglob("*") if p.is_file())}
+            "last": records[-1] if records else None, "logged_steps": len(records), "log": log_name,
+            "folder": Path(os.path.relpath(folder, REPO)).as_posix(),
+            "files": sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())}
 
 
 def leaderboard_results(model: str, digest: str, board_root: Path | None = None) -> list[dict]:
@@ -188,7 +237,7 @@ def render_card(model: str, board_root: Path | None = None) -> str:
     if last:
         keys = [k for k in ("loss", "reconstruction", "l1", "commitment", "perplexity") if k in last]
         training.append("- Last logged training record: " + ", ".join(f"{k} {last[k]:.4g}" for k in keys)
-                        + f" (`weights/training/metrics.jsonl`, {facts['logged_steps']:,} records)")
+                        + f" (`{facts['folder']}/{facts['log']}`, {facts['logged_steps']:,} records)")
     files = ", ".join(f"`{f}`" for f in facts["files"])
     commands = "\n".join(dict.fromkeys(r["command"] for r in results if r["command"])) or "# (none)"
     return f"""---
@@ -203,10 +252,10 @@ Paper: {text.paper}.
 
 ## Weights
 
-- Folder: `baselines/{model}/weights/` ({files})
+- Folder: `{facts['folder']}/` ({files})
 - Digest the benchmark runner and the leaderboard record: `{facts['digest']}`
-- Load: `{text.adapter}()` (the shipped weights), or pass `weights=FOLDER` for a training run
-  or checkpoint of `python -m baselines.{model}.train`.
+- Load: `{text.adapter}()` (these weights), or pass `weights=FOLDER` for a training run
+  or checkpoint of `python -m baselines.{text.spec or model}.train`.
 
 ## Training
 

@@ -438,7 +438,7 @@ def test_mo3enet_heavy_reconstructs_qm9_hold_out_heavy_atoms():
     """The registered heavy-atom Mo3ENet (the committed training run) reads molecules without
     hydrogens and rebuilds the heavy atoms of real QM9 hold-out molecules: weights sum to the
     heavy-atom count and most atoms match (90.7 % on the whole hold-out at step 51,400)."""
-    from baselines.mo3enet.benchmark import HEAVY_ATOM_RUN
+    from baselines.mo3enet.benchmark import HEAVY_ATOM_WEIGHTS
     from benchmarks.metrics.pointcloud import match_molecule, summarize
     from benchmarks.protocol import load_model, weights_digest
     from benchmarks.qm9 import load_qm9, molecule
@@ -446,7 +446,7 @@ def test_mo3enet_heavy_reconstructs_qm9_hold_out_heavy_atoms():
     from benchmarks.task_qm9 import split_rows
 
     model = load_model("mo3enet-heavy")
-    assert model.name == "mo3enet-heavy" and model.weights == str(HEAVY_ATOM_RUN)
+    assert model.name == "mo3enet-heavy" and model.weights == str(HEAVY_ATOM_WEIGHTS)
     assert model.info["config"]["model"]["hydrogens"] is False
     assert len(weights_digest(model)) == 64
     data = load_qm9(progress=False)

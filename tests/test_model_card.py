@@ -9,9 +9,10 @@ from baselines.model_card import card_path, leaderboard_results, main, render_ca
 from tests.conftest import REPO
 
 
-@pytest.mark.parametrize("model", ["mo3enet", "vqgan3d"])
-def test_committed_card_matches_the_files(model):
-    assert card_path(model) == REPO / "baselines" / model / "MODEL_CARD.md"
+@pytest.mark.parametrize("model,card", [("mo3enet", "mo3enet/MODEL_CARD.md"), ("vqgan3d", "vqgan3d/MODEL_CARD.md"),
+                                        ("mo3enet-heavy", "mo3enet/MODEL_CARD-heavy.md")])
+def test_committed_card_matches_the_files(model, card):
+    assert card_path(model) == REPO / "baselines" / card
     assert card_path(model).read_text(encoding="utf-8") == render_card(model), \
         "run python -m baselines.model_card"
 

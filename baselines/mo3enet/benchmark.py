@@ -149,21 +149,22 @@ class Mo3ENetBenchmarkModel:
         return out
 
 
-HEAVY_ATOM_RUN = Path(__file__).parent / "training-runs" / "heavy-atoms-small"
+HEAVY_ATOM_WEIGHTS = Path(__file__).parent / "weights-heavy"
 
 
 class Mo3ENetHeavyAtomsBenchmarkModel(Mo3ENetBenchmarkModel):
     """The heavy-atom Mo3ENet (paper 002's model without hydrogens) behind the benchmark
-    protocol: :class:`Mo3ENetBenchmarkModel` whose default weights are the committed training
-    run ``baselines/mo3enet/training-runs/heavy-atoms-small`` (its newest checkpoint). It reads
+    protocol: :class:`Mo3ENetBenchmarkModel` whose default weights are ``baselines/mo3enet/weights-heavy``
+    (exported from the newest checkpoint of ``training-runs/heavy-atoms-small``; card
+    ``baselines/mo3enet/MODEL_CARD-heavy.md``). It reads
     every molecule without its hydrogens; its reconstructions hold heavy atoms only, so the
     with-hydrogen point-cloud task refuses them (weights sum to the heavy-atom count).
 
-    Args: as :class:`Mo3ENetBenchmarkModel` (``weights`` None = the heavy-atom run).
+    Args: as :class:`Mo3ENetBenchmarkModel` (``weights`` None = ``weights-heavy``).
     """
 
     name = "mo3enet-heavy"
 
     def __init__(self, weights: str | None = None, **kwargs):
-        super().__init__(HEAVY_ATOM_RUN if weights is None else weights, **kwargs)
+        super().__init__(HEAVY_ATOM_WEIGHTS if weights is None else weights, **kwargs)
 
