@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from builders.sources import (  # noqa: F401  (re-exported: the benchmark's view of QM9)
-    TARGET_COLUMNS, TARGET_UNITS, TARGETS, cache_dir, load_qm9, molecule)
+    TARGET_COLUMNS, TARGET_UNITS, TARGETS, cache_dir, load_qm9, molecule, without_hydrogens)
 
 SPLIT_FILE = Path(__file__).parent / "splits" / "qm9-split-v1.txt.gz"
 SPLIT_CODES = {"train": "0", "valid": "1", "test": "2"}

@@ -48,7 +48,12 @@ def run_task(task_name: str, model, model_name: str, args, commit_at_start: str 
     missing = [m for m in task.needs if not callable(getattr(model, m, None))]
     if missing:
         raise ValueError(f"model {model_name!r} has no {', '.join(missing)}(): task {task_name!r} needs it")
-    variant = task.check_variant(args.variant if task.variants else None)
+    if not task.variants:
+        variant = task.check_variant(None)
+    elif args.variant is None:
+        variant = task.variant_for(model)
+    else:
+        variant = task.check_variant(args.variant)
     options = {"head": args.head} if args.head else {}
     if args.lpips_weights:
         options["vgg16_weights"] = str(args.lpips_weights)
@@ -95,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--task", action="append", default=None, choices=sorted(TASKS), help="task (repeatable)")
     ap.add_argument("--variant", default=None,
                     help="data variant of tasks that have several (density-reconstruction: qm9 or pubchem; "
-                         "default: the task's first)")
+                         "pointcloud-reconstruction: with-h or heavy-atoms; default: the task's first, "
+                         "for pointcloud-reconstruction the one the model reads)")
     ap.add_argument("--seeds", type=int, default=None,
                     help="seeds of the trained heads (default: the task's; the leaderboard needs the task's minimum)")
     ap.add_argument("--quick", action="store_true", help="small, fast subset of each task (smoke runs)")

@@ -106,6 +106,9 @@ class Task:
         protocol: a sentence on what is trained and evaluated.
         quick: what ``--quick`` uses instead of the full task.
         variants: data variants (ranked separately); ``()`` when the task has one.
+        variant_by_model: with no ``--variant`` asked for, :meth:`variant_for` picks the
+            variant from the model (a heavy-atom model runs the heavy-atom variant) instead
+            of the first declared one.
 
     Declarations the leaderboard checks submissions against (``leaderboard/pipeline.py``):
 
@@ -139,6 +142,7 @@ class Task:
     protocol: str = ""
     quick: str = ""
     variants: tuple[str, ...] = ()
+    variant_by_model: bool = False
     prediction_dtypes: dict[str, str] = {}
     model_predictions: tuple[str, ...] = ()
     trained_heads: bool = False
@@ -161,6 +165,11 @@ class Task:
         if variant not in self.variants:
             raise ValueError(f"task {self.name!r} has variants {', '.join(self.variants)}, not {variant!r}")
         return variant
+
+    def variant_for(self, model) -> str | None:
+        """The variant a run of ``model`` uses when none is asked for: the first declared one
+        (None for tasks without variants); tasks with ``variant_by_model`` choose from the model."""
+        return self.check_variant(None)
 
     def metrics(self) -> dict[str, Metric]:
         """Every metric the task reports, by name (nested names joined by ``/``)."""

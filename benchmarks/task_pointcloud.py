@@ -1,13 +1,17 @@
 """The pointcloud-reconstruction task: decode the QM9 evaluation hold-out (the test split of the
-project's identity-hash split, ~13k optimized QM9 geometries with hydrogens) and match the
-decoded Gaussian mixture to the input atoms (Mo3ENet protocol, benchmarks.metrics.pointcloud)."""
+project's identity-hash split, ~13k optimized QM9 geometries) and match the decoded Gaussian
+mixture to the input atoms (Mo3ENet protocol, benchmarks.metrics.pointcloud).
+
+Two data variants, ranked separately, as paper 002 trained one model with hydrogens and one
+without: ``with-h`` (every atom) and ``heavy-atoms`` (hydrogens removed from each molecule,
+both from what the model reads and from the atoms it is matched against)."""
 from __future__ import annotations
 
 import numpy as np
 from tqdm import tqdm
 
 from .metrics.pointcloud import TYPE_INDEX, match_molecule, summarize
-from .qm9 import load_qm9, molecule
+from .qm9 import load_qm9, molecule, without_hydrogens
 from .task import Metric, Task, finite_or_none
 from .task_qm9 import SPLIT_SHA256, split_rows
 
@@ -15,6 +19,7 @@ QUICK_SIZE = 500
 METRICS = ("penalized_mean_deviation", "atomwise_mean_deviation", "molwise_mean_deviation", "atomwise_matched_fraction",
            "molwise_matched_fraction", "paper_atomwise_mean_deviation", "paper_molwise_mean_deviation")
 WEIGHT_SUM_TOLERANCE = 1e-3  # relative: a molecule's component weights must sum to its atom count
+VARIANTS = ("with-h", "heavy-atoms")  # the atoms of each molecule: all / all but hydrogen
 
 
 def _types(z) -> np.ndarray:
@@ -45,31 +50,46 @@ def check_weight_sum(weights: np.ndarray, n_atoms: int, where: str) -> None:
         raise ValueError(f"{where}: component weights sum to {total:.6g}, the molecule has {n_atoms} atoms")
 
 
-def match_components(data: dict, rows: np.ndarray, comps: list[dict]) -> list:
-    """Match decoded components to the QM9 atoms of ``rows``: one
-    ``benchmarks.metrics.pointcloud.MoleculeMatch`` per molecule."""
+def hold_out_molecule(data: dict, row: int, hydrogens: bool) -> dict:
+    """QM9 molecule ``row`` (0-based) as the task shows it to a model and scores it: every atom
+    (``hydrogens`` True, the ``with-h`` variant) or its heavy atoms only (``heavy-atoms``);
+    ``atomic_numbers`` (N,), ``positions`` (N, 3) float32 Angstrom, ``__key__``."""
+    m = molecule(data, int(row))
+    return m if hydrogens else without_hydrogens(m)
+
+
+def match_components(data: dict, rows: np.ndarray, comps: list[dict], hydrogens: bool = True) -> list:
+    """Match decoded components to the QM9 atoms of ``rows`` (without hydrogens when
+    ``hydrogens`` is False): one ``benchmarks.metrics.pointcloud.MoleculeMatch`` per molecule."""
     matches = []
     for r, c in zip(rows, comps):
-        m = molecule(data, int(r))
+        m = hold_out_molecule(data, int(r), hydrogens)
         matches.append(match_molecule(m["positions"].astype(np.float64), _types(m["atomic_numbers"]),
                                       c["positions"], c["type_probs"], c["weights"]))
     return matches
 
 
-def score_components(data: dict, rows: np.ndarray, comps: list[dict]) -> dict:
+def score_components(data: dict, rows: np.ndarray, comps: list[dict], hydrogens: bool = True) -> dict:
     """Match decoded components to the QM9 atoms of ``rows``; returns the summary metrics (+ counts)."""
-    return summarize(match_components(data, rows, comps))
+    return summarize(match_components(data, rows, comps, hydrogens))
 
 
-def run(model, quick: bool = False, progress: bool = True, batch_size: int = 128) -> dict:
-    """Reconstruct the hold-out with ``model.reconstruct``; metrics are deterministic (1 seed)."""
+def run(model, quick: bool = False, progress: bool = True, batch_size: int = 128, hydrogens: bool = True) -> dict:
+    """Reconstruct the hold-out with ``model.reconstruct``; metrics are deterministic (1 seed).
+
+    Args:
+        model: has ``reconstruct(batch)`` (see the README's model protocol).
+        quick: the first :data:`QUICK_SIZE` hold-out molecules only.
+        hydrogens: False for the ``heavy-atoms`` variant: the model reads, and is matched
+            against, each molecule without its hydrogens.
+    """
     data = load_qm9(progress=progress)
     rows = split_rows(data, quick=False)["test"]
     if quick:
         rows = rows[:QUICK_SIZE]
     comps = []
     for i in tqdm(range(0, len(rows), batch_size), desc="reconstruct", disable=not progress, unit="batch"):
-        batch = [molecule(data, int(r)) for r in rows[i:i + batch_size]]
+        batch = [hold_out_molecule(data, int(r), hydrogens) for r in rows[i:i + batch_size]]
         for j, c in enumerate(model.reconstruct(batch)):
             comps.append(_check_component(c, batch[j]["__key__"], len(batch[j]["atomic_numbers"])))
     offsets = np.cumsum([0] + [len(c["weights"]) for c in comps])
@@ -81,17 +101,18 @@ def run(model, quick: bool = False, progress: bool = True, batch_size: int = 128
         "weights": np.concatenate([c["weights"] for c in comps]).astype(np.float32),
     }
     # score what is stored (float32), so a re-score of the predictions file gives the same numbers
-    metrics = score_predictions(predictions, quick)[0]
+    metrics = score_predictions(predictions, quick, hydrogens)[0]
     per_seed = [{"seed": 0, **metrics}]
     return {"protocol": {"quick": quick, "n_molecules": int(len(rows)), "seeds": [0],
                          "matching": {"cutoff": 0.5, "weight_tolerance": 0.25, "type_scale": 2.0, "mode": "mean_xyz"},
-                         "hydrogens": True},
+                         "hydrogens": bool(hydrogens)},
             "per_seed": per_seed, "predictions": predictions, "release": None}
 
 
-def predicted_components(predictions: dict, quick: bool) -> tuple[dict, np.ndarray, list[dict]]:
+def predicted_components(predictions: dict, quick: bool, hydrogens: bool = True) -> tuple[dict, np.ndarray, list[dict]]:
     """(QM9 data, hold-out rows, per-molecule components) of a predictions file, checked
-    against the task's hold-out (order, offsets, sizes).
+    against the task's hold-out (order, offsets, sizes; a molecule's weights sum to its atom
+    count, without hydrogens when ``hydrogens`` is False).
 
     Raises:
         ValueError: naming what does not fit.
@@ -111,14 +132,18 @@ def predicted_components(predictions: dict, quick: bool) -> tuple[dict, np.ndarr
         raise ValueError(f"predictions hold {len(pos)} components, offsets say {off[-1]}")
     comps = [{"positions": pos[a:b], "type_probs": probs[a:b], "weights": w[a:b]} for a, b in zip(off[:-1], off[1:])]
     sizes = data["offsets"][rows + 1] - data["offsets"][rows]
+    if not hydrogens:
+        is_h = np.concatenate([[0], np.cumsum(data["z"] == 1)])
+        sizes = sizes - (is_h[data["offsets"][rows + 1]] - is_h[data["offsets"][rows]])
     for r, c, n in zip(rows, comps, sizes):
         check_weight_sum(c["weights"], int(n), f"qm9_{int(data['index'][r]):06d}")
     return data, rows, comps
 
 
-def score_predictions(predictions: dict, quick: bool) -> list[dict]:
-    """Recompute the metrics from a predictions file against the benchmark's own atoms."""
-    m = score_components(*predicted_components(predictions, quick))
+def score_predictions(predictions: dict, quick: bool, hydrogens: bool = True) -> list[dict]:
+    """Recompute the metrics from a predictions file against the benchmark's own atoms (all of
+    them, or the heavy atoms when ``hydrogens`` is False)."""
+    m = score_components(*predicted_components(predictions, quick, hydrogens), hydrogens)
     # a deviation mean is undefined (None in the results) when no atom / molecule matched
     return [{"seed": 0, **{k: finite_or_none(m[k]) for k in METRICS}, "n_atoms": m["n_atoms"],
              "n_molecules": m["n_molecules"]}]
@@ -131,18 +156,25 @@ class PointCloudTask(Task):
     unmatched atom counted at the 0.5 cutoff (``benchmarks.metrics.pointcloud``): the deviation
     means over matched atoms alone can be won by rebuilding a few atoms well, the matched
     fractions cannot see how close the matched atoms are; this one needs both.
+
+    Variants: ``with-h`` (all atoms) and ``heavy-atoms`` (hydrogens removed from what the
+    model reads and from what it is matched against). A model that declares
+    ``hydrogens = False`` (a heavy-atom model) runs ``heavy-atoms`` when no variant is asked
+    for, and is refused on ``with-h``.
     """
 
     name = "pointcloud-reconstruction"
-    version = "2.0.0"
+    version = "2.1.0"
     input_kind = "pointcloud"
     needs = ("reconstruct",)
     data = ("qm9pack==1.0.3: the QM9 evaluation hold-out = molecules of the qm9 task's test split (13,215), "
-            "optimized geometries with H")
+            "optimized geometries; variant with-h: every atom, heavy-atoms: hydrogens removed")
     split = "benchmarks/splits/qm9-split-v1.txt.gz (test part)"
     split_sha256 = SPLIT_SHA256
     primary_metric = "penalized_mean_deviation"
     lower_is_better = True
+    variants = VARIANTS
+    variant_by_model = True
     min_seeds_leaderboard = 1
     default_seeds = 1
     protocol = ("model.reconstruct -> Gaussian-mixture components (weights summing to the atom count); per atom, "
@@ -158,11 +190,18 @@ class PointCloudTask(Task):
 
         return {name: CATALOG[name] for name in METRICS}
 
+    def variant_for(self, model) -> str:
+        """``heavy-atoms`` for a model that declares ``hydrogens = False``, else ``with-h``."""
+        return "heavy-atoms" if getattr(model, "hydrogens", True) is False else "with-h"
+
     def evaluate(self, model, data_root, *, variant, seeds, quick, progress, head, **_):
-        return run(model, quick=quick, progress=progress)
+        if variant == "with-h" and getattr(model, "hydrogens", True) is False:
+            raise ValueError(f"model {getattr(model, 'name', type(model).__name__)!r} reads molecules without "
+                             "hydrogens: run it on --variant heavy-atoms")
+        return run(model, quick=quick, progress=progress, hydrogens=variant == "with-h")
 
     def rescore(self, predictions, data_root, *, variant, quick):
-        return score_predictions(predictions, quick)
+        return score_predictions(predictions, quick, variant == "with-h")
 
     def plot(self, doc, predictions, data_root, stem):
         from pathlib import Path
@@ -170,7 +209,9 @@ class PointCloudTask(Task):
         from .metrics.pointcloud import CUTOFF
         from .plot import histograms
 
-        matches = match_components(*predicted_components(predictions, bool(doc["protocol"].get("quick"))))
+        hydrogens = doc["task"].get("variant") != "heavy-atoms"
+        matches = match_components(*predicted_components(predictions, bool(doc["protocol"].get("quick")), hydrogens),
+                                   hydrogens)
         atom_dev = np.concatenate([m.deviation[m.matched] for m in matches])
         mol_dev = np.array([np.nanmean(m.deviation) for m in matches if m.all_matched])
         weights = np.concatenate([m.pooled_weight for m in matches])

@@ -114,6 +114,22 @@ def molecule(data: dict, i: int) -> dict:
             "positions": data["pos"][a:b].astype(np.float32)}
 
 
+def without_hydrogens(sample: dict) -> dict:
+    """The sample with its hydrogen atoms removed (``atomic_numbers`` (N,) and ``positions``
+    (N, 3) Angstrom filtered together; other keys kept), as a heavy-atom model reads it
+    (Mo3ENet with ``ModelConfig.hydrogens = False``) and as the heavy-atoms variant of the
+    point-cloud benchmark scores it.
+
+    Raises:
+        ValueError: naming the sample's key when no heavy atom is left.
+    """
+    z = np.asarray(sample["atomic_numbers"]).reshape(-1)
+    keep = z != 1
+    if not keep.any():
+        raise ValueError(f"sample {sample.get('__key__', '?')}: no heavy atoms left without hydrogens")
+    return dict(sample, atomic_numbers=z[keep], positions=np.asarray(sample["positions"])[keep])
+
+
 def qm9_data_dir() -> Path:
     """Folder of qm9pack's CSV files (found without importing qm9pack, whose import needs
     setuptools' pkg_resources).

@@ -232,7 +232,7 @@ def command_differences(doc: dict, task: Task, args) -> list[str]:
         out.append(f"--model {args.model!r} is {target!r}, the results name model {doc['model']['import']!r}")
     if args.task is not None and task.name not in args.task:
         out.append(f"--task {' '.join(args.task)} does not include {task.name!r}")
-    if task.variants:
+    if task.variants and not (args.variant is None and task.variant_by_model):  # else the model chose it
         try:
             variant = task.check_variant(args.variant)
         except ValueError:

@@ -23,10 +23,11 @@ QUICK_REPRODUCE_S = 120  # entries whose recorded run took less are reproduced i
 LAUNCH_PAIRS = (
     [(t, None, m) for t in ("qm9", "qm9-small", "crystal-energy") for m in ("none", "volume", "inertia",
                                                                           "coulomb-matrix")]
-    + [("pointcloud-reconstruction", None, m) for m in ("identity", "blur", "mo3enet")]
+    + [("pointcloud-reconstruction", "with-h", m) for m in ("identity", "blur", "mo3enet")]
+    + [("pointcloud-reconstruction", "heavy-atoms", m) for m in ("identity", "blur", "mo3enet-heavy")]
     + [("density-reconstruction", v, m) for v in ("qm9", "pubchem") for m in ("identity", "blur", "vqgan3d")]
     + [(t, None, "mo3enet") for t in ("qm9-small", "qm9", "crystal-energy", "qm9-tensor")]
-    + [("qm9-small", None, "vqgan3d")]
+    + [("qm9-small", None, "vqgan3d"), ("qm9-small", None, "mo3enet-heavy")]
 )
 
 
@@ -76,7 +77,7 @@ def test_entries_say_what_produced_them():
         assert commit and _in_history(commit.split("+")[0]), (path.name, commit)
         if commit.endswith("+dirty"):
             assert path.stem in LAUNCH.read_text(), f"{path.name}: +dirty entries are explained in LAUNCH.md"
-        learned = r["model"]["name"] in ("mo3enet", "vqgan3d")
+        learned = r["model"]["name"] in ("mo3enet", "mo3enet-heavy", "vqgan3d")
         assert (r["model"]["weights_sha256"] is not None) == learned, path.name
         assert r["wall_time_s"] > 0 and r["environment"]["hardware"]["cpus"] >= 1
 

@@ -338,10 +338,10 @@ def test_board_entries_are_those_of_the_task_and_variant(board, runs):
     pipeline.board_entries(ctx)
     assert [e["results"]["model"]["name"] for _, e in ctx.others] == ["pace-xo"]
     other = copy.deepcopy(ctx.others[0][1])
-    other["results"]["task"]["variant"] = "pubchem"
+    other["results"]["task"]["variant"] = "heavy-atoms"
     ctx.task_entries = [(Path("a.json"), other), ctx.others[0]]
     pipeline.board_entries(ctx)
-    assert len(ctx.others) == 1 and ctx.others[0][1]["results"]["task"]["variant"] is None
+    assert len(ctx.others) == 1 and ctx.others[0][1]["results"]["task"]["variant"] == "with-h"
 
 
 # ---------------------------------------------------------------------------------------------- fields

@@ -73,7 +73,9 @@ def board(tmp_path) -> Board:
 
 
 def table_lines(readme: str, task: str) -> list[str]:
-    section = readme.split(f"## {task} ")[1].split("\n## ")[0]
+    """The rows of ``task``'s table (its default variant's, for tasks with variants)."""
+    spec = get_task(task)
+    section = readme.split(f"## {section_title(spec, spec.check_variant(None))} ")[1].split("\n## ")[0]
     return [line for line in section.splitlines() if line.startswith("| ") and not line.startswith("| rank")]
 
 
@@ -88,7 +90,7 @@ def test_readme_ranks_entries_and_marks_reported_rows(board):
     assert re.search(r"\| 1,000 \| AMD EPYC \(2 CPUs\) \| 1 s \| 2026-11-20 \| no \| \[json\]\(entries/[^)]+\) \| — \|$",
                      rows[1])
     # the summary table on top names the leader of each table
-    assert f"| {TASK} | `penalized_mean_deviation` | mo3enet: 0.1 Angstrom | 3 |" in readme
+    assert f"| {TASK}, variant with-h | `penalized_mean_deviation` | mo3enet: 0.1 Angstrom | 3 |" in readme
     assert "| qm9-small | `avg_mae` | — | 0 |" in readme
     qm9 = table_lines(readme, "qm9")
     # the entry (1.7) sits between the reported 1.5894 (MoLFormer-XL) and 1.9995 (123-gnn)
@@ -104,7 +106,7 @@ def test_readme_ranks_entries_and_marks_reported_rows(board):
 def test_page_rows_chart_and_no_external_resources(board):
     render(board)
     page = board.page.read_text()
-    section = page.split('id="task-pointcloud-reconstruction"')[1].split("</section>")[0]
+    section = page.split('id="task-pointcloud-reconstruction-with-h"')[1].split("</section>")[0]
     assert re.findall(r'<tr class="entry" data-entry="[^"]+"><td class="num" data-value="(\d)">', section) == ["1", "2", "3"]
     assert re.findall(r'<tr class="entry"[^>]*><td[^>]*>[^<]*</td><td data-value="([^"]+)">', section) == \
         ["mo3enet", "blur-0.2", "blur-0.3"]

@@ -41,7 +41,7 @@ def honest(tmp_path_factory) -> Path:
     """Results JSON of a real, full run of the identity baseline (predictions next to it)."""
     out = tmp_path_factory.mktemp("honest")
     assert run_benchmark(["--model", "identity", "--task", TASK, "--out", str(out), "--no-progress"]) == 0
-    return out / f"{TASK}-identity.json"
+    return out / f"{TASK}-with-h-identity.json"
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +49,7 @@ def quick_run(tmp_path_factory) -> Path:
     """Results JSON of a real --quick (smoke) run."""
     out = tmp_path_factory.mktemp("quick")
     assert run_benchmark(["--model", "identity", "--task", TASK, "--quick", "--out", str(out), "--no-progress"]) == 0
-    return out / f"{TASK}-identity.json"
+    return out / f"{TASK}-with-h-identity.json"
 
 
 @pytest.fixture(scope="module")
@@ -172,7 +172,7 @@ DOC_EDITS = {
     "missing-nested-field": (["task", "split_sha256"], KeyError, "missing-field", "'split_sha256'"),
     "wrong-split-hash": (["task", "split_sha256"], "0" * 64, "split-hash", "another split"),
     "unknown-task": (["task", "name"], "protein-folding", "unknown-task", "unknown task 'protein-folding'"),
-    "old-task-version": (["task", "version"], "0.9.0", "task-version", "not the current 2.0.0"),
+    "old-task-version": (["task", "version"], "0.9.0", "task-version", "not the current 2.1.0"),
     "other-primary-metric": (["task", "primary_metric"], "molwise_matched_fraction", "task-definition",
                              "primary metric"),
     "quick-flag": (["protocol", "quick"], True, "quick-run", "--quick run"),

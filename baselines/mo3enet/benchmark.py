@@ -84,6 +84,12 @@ class Mo3ENetBenchmarkModel:
         print(weights_line(SPEC, self.info, weights), file=sys.stderr)
         self.weights = str(weights) if weights is not None else str(SPEC.shipped)
 
+    @property
+    def hydrogens(self) -> bool:
+        """Whether the weights read hydrogens (False for a heavy-atom model: the point-cloud
+        task then runs its ``heavy-atoms`` variant)."""
+        return bool(self.model.cfg.hydrogens)
+
     def num_parameters(self) -> int:
         """Trainable parameters of the autoencoder (encoder, scalarizer and decoder)."""
         return int(self.model.num_parameters())
@@ -157,8 +163,8 @@ class Mo3ENetHeavyAtomsBenchmarkModel(Mo3ENetBenchmarkModel):
     protocol: :class:`Mo3ENetBenchmarkModel` whose default weights are ``baselines/mo3enet/weights-heavy``
     (exported from the newest checkpoint of ``training-runs/heavy-atoms-small``; card
     ``baselines/mo3enet/MODEL_CARD-heavy.md``). It reads
-    every molecule without its hydrogens; its reconstructions hold heavy atoms only, so the
-    with-hydrogen point-cloud task refuses them (weights sum to the heavy-atom count).
+    every molecule without its hydrogens; its reconstructions hold heavy atoms only, so it runs
+    the point-cloud task's ``heavy-atoms`` variant (``hydrogens`` is False).
 
     Args: as :class:`Mo3ENetBenchmarkModel` (``weights`` None = ``weights-heavy``).
     """

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 
 from builders.format.torch_data import collate_point_clouds as builders_collate
+from builders.sources import without_hydrogens  # noqa: F401  (re-exported: what a heavy-atom model reads)
 
 from .config import ELEMENTS
 from .model import element_type_lut
@@ -47,21 +48,6 @@ def collate_point_clouds(samples: Sequence[dict]) -> dict:
             raise ValueError(f"sample {k}: positions contain NaN or inf")
     batch = builders_collate(list(samples), padded=False)
     return {k: batch[k] for k in ("z", "pos", "batch", "num_atoms")}
-
-
-def without_hydrogens(sample: dict) -> dict:
-    """The sample with its hydrogen atoms removed (``atomic_numbers`` (N,) and ``positions``
-    (N, 3) Angstrom filtered together; other keys kept), for a heavy-atom model
-    (``ModelConfig.hydrogens = False``).
-
-    Raises:
-        ValueError: naming the sample's key when no heavy atom is left.
-    """
-    z = np.asarray(sample["atomic_numbers"]).reshape(-1)
-    keep = z != 1
-    if not keep.any():
-        raise ValueError(f"sample {sample.get('__key__', '?')}: no heavy atoms left without hydrogens")
-    return dict(sample, atomic_numbers=z[keep], positions=np.asarray(sample["positions"])[keep])
 
 
 def model_inputs(samples: Sequence[dict], hydrogens: bool) -> list[dict]:
