@@ -22,6 +22,12 @@ WEIGHT_SUM_TOLERANCE = 1e-3  # relative: a molecule's component weights must sum
 VARIANTS = ("with-h", "heavy-atoms")  # the atoms of each molecule: all / all but hydrogen
 
 
+def variant_hydrogens(variant: str | None) -> bool:
+    """Whether a variant of the task keeps hydrogens (``with-h``, and the variant-less results
+    of task versions before 2.1.0) or removes them (``heavy-atoms``)."""
+    return variant != "heavy-atoms"
+
+
 def _types(z) -> np.ndarray:
     return np.array([TYPE_INDEX[int(a)] for a in z])
 
@@ -195,13 +201,13 @@ class PointCloudTask(Task):
         return "heavy-atoms" if getattr(model, "hydrogens", True) is False else "with-h"
 
     def evaluate(self, model, data_root, *, variant, seeds, quick, progress, head, **_):
-        if variant == "with-h" and getattr(model, "hydrogens", True) is False:
+        if variant_hydrogens(variant) and getattr(model, "hydrogens", True) is False:
             raise ValueError(f"model {getattr(model, 'name', type(model).__name__)!r} reads molecules without "
                              "hydrogens: run it on --variant heavy-atoms")
-        return run(model, quick=quick, progress=progress, hydrogens=variant == "with-h")
+        return run(model, quick=quick, progress=progress, hydrogens=variant_hydrogens(variant))
 
     def rescore(self, predictions, data_root, *, variant, quick):
-        return score_predictions(predictions, quick, variant == "with-h")
+        return score_predictions(predictions, quick, variant_hydrogens(variant))
 
     def plot(self, doc, predictions, data_root, stem):
         from pathlib import Path
@@ -209,7 +215,7 @@ class PointCloudTask(Task):
         from .metrics.pointcloud import CUTOFF
         from .plot import histograms
 
-        hydrogens = doc["task"].get("variant") != "heavy-atoms"
+        hydrogens = variant_hydrogens(doc["task"].get("variant"))
         matches = match_components(*predicted_components(predictions, bool(doc["protocol"].get("quick")), hydrogens),
                                    hydrogens)
         atom_dev = np.concatenate([m.deviation[m.matched] for m in matches])
