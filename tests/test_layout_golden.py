@@ -10,6 +10,14 @@ CPU: the hashes and metrics were recorded where OpenBLAS chose its Haswell kerne
 AVX2, and on an AVX-512 machine (OpenBLAS SkylakeX, torch AVX512) both parts differ in the
 last digit. Every build and run here is therefore a subprocess with those kernels pinned
 (:data:`PINNED_KERNELS`, x86-64 only), so the test compares code, not CPUs.
+
+Two parts still follow the CPU: on an AVX2-only AMD EPYC (2026-12-04, the same packages) the
+two train shards of the PubChem pipeline (their RHF density matrices) differ in the last bits,
+and the quick runs' metrics by up to 5e-6 relative (the trained heads and the feature
+extractors; kernels the two variables above do not pin, such as numpy's own SIMD loops). So
+those shards have a second recorded set of hashes (:data:`OTHER_CPU_SHARDS`, byte-exact as
+well), and metrics are compared to ``rel 1e-5`` (``abs 1e-12`` for the values that are zero
+but for rounding): a code change gives identical numbers or ones far outside that.
 """
 from __future__ import annotations
 
@@ -71,6 +79,19 @@ BUILDS = {
 }
 
 
+#: release -> {shard: sha256} recorded where the PubChem pipeline's float results round the
+#: other way (AVX2-only AMD EPYC, 2026-12-04; shards not named keep the hash of :data:`BUILDS`)
+OTHER_CPU_SHARDS = {
+    "pubchem-hf-density": {
+        "data/train/pubchem-hf-density-train-000000.tar":
+            "c42cee6ff8d97adae11cc3b367475aaa7a92d2d9ca78979dade51d3c6f011cc3",
+        "grid/train/pubchem-hf-density-grid-train-000000.tar":
+            "a9a9a410bbecbc5e5321c6acac698686ab3081b5eee80a2bdf26584da3dc9eda",
+    },
+}
+METRIC_REL_TOL, METRIC_ABS_TOL = 1e-5, 1e-12
+
+
 def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
@@ -95,7 +116,8 @@ def built_root(tmp_path_factory) -> Path:
 @pytest.mark.parametrize("release", list(BUILDS))
 def test_small_build_of_every_release_gives_the_recorded_shards(built_root, release):
     got = _shards(built_root / "densegen" / release)
-    assert got == BUILDS[release][1]
+    recorded = BUILDS[release][1]
+    assert got in (recorded, {**recorded, **OTHER_CPU_SHARDS.get(release, {})})
 
 
 GOLDEN_METRICS = REPO / "tests" / "data" / "golden_quick_metrics.json"
@@ -106,10 +128,41 @@ def quick_data_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("quick-data")
 
 
+def _differences(got, want, path: str = "") -> list[str]:
+    """Where two metric trees differ: other keys, types or None-ness exactly, numbers beyond
+    ``METRIC_REL_TOL`` / ``METRIC_ABS_TOL``."""
+    import math
+
+    if isinstance(want, dict) and isinstance(got, dict):
+        if set(got) != set(want):
+            return [f"{path}: keys {sorted(set(got) ^ set(want))}"]
+        return [d for k in want for d in _differences(got[k], want[k], f"{path}/{k}")]
+    if isinstance(want, list) and isinstance(got, list):
+        if len(got) != len(want):
+            return [f"{path}: {len(got)} items, recorded {len(want)}"]
+        return [d for i, (g, w) in enumerate(zip(got, want)) for d in _differences(g, w, f"{path}[{i}]")]
+    numbers = (int, float)
+    if isinstance(want, numbers) and isinstance(got, numbers) and not isinstance(want, bool) and not isinstance(got, bool):
+        ok = math.isclose(got, want, rel_tol=METRIC_REL_TOL, abs_tol=METRIC_ABS_TOL)
+        return [] if ok else [f"{path}: {got!r}, recorded {want!r}"]
+    return [] if got == want else [f"{path}: {got!r}, recorded {want!r}"]
+
+
+def test_metric_comparison_catches_what_a_code_change_gives():
+    want = {"per_seed": [{"seed": 0, "mae": 1.1208959388073934, "kid_std": 6.2e-16, "x": None}]}
+    assert _differences({"per_seed": [{"seed": 0, "mae": 1.1208959388073934 * (1 + 5e-6), "kid_std": 4.8e-16,
+                                       "x": None}]}, want) == []
+    assert _differences({"per_seed": [{"seed": 0, "mae": 1.1209 * (1 + 1e-4), "kid_std": 6.2e-16, "x": None}]}, want)
+    assert _differences({"per_seed": [{"seed": 1, "mae": 1.1208959388073934, "kid_std": 6.2e-16, "x": None}]}, want)
+    assert _differences({"per_seed": [{"seed": 0, "mae": 1.1208959388073934, "kid_std": 6.2e-16, "x": 0.0}]}, want)
+    assert _differences({"per_seed": [{"seed": 0, "mae": 1.1208959388073934, "kid_std": 6.2e-16}]}, want)
+
+
 @pytest.mark.parametrize("run", sorted(__import__("json").loads(GOLDEN_METRICS.read_text())["runs"]))
-def test_quick_benchmark_runs_give_the_recorded_metrics_to_the_last_digit(quick_data_root, tmp_path, run):
+def test_quick_benchmark_runs_give_the_recorded_metrics(quick_data_root, tmp_path, run):
     """``python -m benchmarks.run ... --quick``: every per-seed and aggregate number equals the one
-    recorded (tests/data/golden_quick_metrics.json, written by this project at the commit it names)."""
+    recorded (tests/data/golden_quick_metrics.json, written by this project at the commit it names),
+    to :data:`METRIC_REL_TOL` (see the module docstring)."""
     import json
 
     recorded = json.loads(GOLDEN_METRICS.read_text())["runs"][run]
@@ -118,4 +171,4 @@ def test_quick_benchmark_runs_give_the_recorded_metrics_to_the_last_digit(quick_
                  "--out", str(out), "--no-progress"])
     assert done.returncode == 0, f"{run}: {done.stderr[-2000:]}"
     (result,) = [p for p in out.glob("*.json")]
-    assert json.loads(result.read_text())["metrics"] == recorded["metrics"]
+    assert _differences(json.loads(result.read_text())["metrics"], recorded["metrics"]) == []

@@ -57,17 +57,18 @@ def driver(tmp_path_factory):
 
 
 def column(drv, task: str, index: int) -> list[str]:
-    """Text of column ``index`` (0-based) of every body row of the task's table."""
+    """Text of column ``index`` (0-based) of every body row of a table (``task``: its section,
+    ``task`` or ``task/variant``)."""
     from selenium.webdriver.common.by import By
 
-    rows = drv.find_elements(By.CSS_SELECTOR, f'table[data-task="{task}"] tbody tr')
+    rows = drv.find_elements(By.CSS_SELECTOR, f'table[data-section="{task}"] tbody tr')
     return [r.find_elements(By.TAG_NAME, "td")[index].text for r in rows]
 
 
 def header(drv, task: str, label: str):
     from selenium.webdriver.common.by import By
 
-    heads = drv.find_elements(By.CSS_SELECTOR, f'table[data-task="{task}"] thead th')
+    heads = drv.find_elements(By.CSS_SELECTOR, f'table[data-section="{task}"] thead th')
     return next(h for h in heads if h.text.strip().startswith(label))
 
 
@@ -76,7 +77,7 @@ def test_rows_and_sorting_in_chromium(driver, page):
 
     driver.get(page.as_uri())
     assert driver.title == "densegen leaderboard"
-    task = "pointcloud-reconstruction"
+    task = "pointcloud-reconstruction/with-h"  # the default variant's table (heavy-atoms has none here)
     # rendered order: rank by the metric (lower is better)
     assert column(driver, task, 1) == ["Identity", "blur-0.1", "mo3enet", "blur-0.3"]
     assert column(driver, task, 0) == ["1", "2", "3", "4"]
@@ -115,7 +116,7 @@ def test_rows_and_sorting_in_chromium(driver, page):
     expected = set()
     for path in Board(page.parent.parent).entry_files():
         entry = json.loads(path.read_text())
-        if entry["task"] != task:
+        if f"{entry['task']}/{entry['results']['task']['variant']}" != task:
             continue
         agg = entry["results"]["metrics"]["aggregate"]["penalized_mean_deviation"]
         expected.add((entry["results"]["model"]["name"], f"{agg['mean']:.5g} ± {agg['std']:.5g}"))
