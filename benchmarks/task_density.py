@@ -145,8 +145,7 @@ def prepare_data(data_root, variant: str, quick: bool, progress: bool = True) ->
     Raises:
         benchmarks.pinned_data.PinnedDataError: a pinned file changed or a sample does not match.
     """
-    from .pinned_data import (QM9_SMALL_SHA256, PinnedDataError, build_qm9_density, ensure_pubchem_density,
-                              verify_qm9_density_release)
+    from .pinned_data import QM9_SMALL_SHA256, build_qm9_density, ensure_pubchem_density
 
     from builders.format.manifest import is_finished_release, release_dir
 
@@ -158,19 +157,7 @@ def prepare_data(data_root, variant: str, quick: bool, progress: bool = True) ->
                   f"the committed geometries) under {folder} (first use)", flush=True)
         ensure_pubchem_density(folder, records, progress=progress)
     elif quick:
-        from builders.format.build import build_release
-        from builders.format.registry import get_release
-
-        release = release_dir(folder, "qm9-hf-density")
-        if not is_finished_release(release):
-            keys = folder / "gdb-indices.txt"
-            folder.mkdir(parents=True, exist_ok=True)
-            keys.write_text("".join(f"{r['gdb_index']}\ttest\n" for r in records))
-            spec = get_release("qm9-hf-density")
-            build_release(spec, folder, spec.resolve_params({"gdb_indices": str(keys)}), progress=progress)
-        problems = verify_qm9_density_release(release, table={r["key"]: r for r in records})
-        if problems:
-            raise PinnedDataError(f"{release}: {problems[0]}")
+        build_qm9_subset(folder, records, progress)
     else:
         if progress and not is_finished_release(release_dir(folder, "qm9-hf-density")):
             print(f"density-reconstruction [qm9]: building the {len(records)} pinned test densities (RHF/STO-3G on the "
@@ -180,6 +167,36 @@ def prepare_data(data_root, variant: str, quick: bool, progress: bool = True) ->
     name = "density-qm9-v1.tsv" if variant == "qm9" else "density-pubchem-v1.jsonl"
     return {"name": f"benchmarks/data/{name}", "sha256": digest, "molecules": len(records), "variant": variant,
             "cache": str(folder.relative_to(Path(data_root))) if folder.is_relative_to(Path(data_root)) else str(folder)}
+
+
+def build_qm9_subset(folder, records: list[dict], progress: bool = True) -> Path:
+    """Build (a no-op when built) and verify qm9-hf-density for some of the pinned qm9 test
+    molecules (``records``, a slice of :func:`test_records`) under ``<folder>/densegen/``, their
+    ``test`` split in the records' order.
+
+    Returns:
+        the release folder.
+    Raises:
+        benchmarks.pinned_data.PinnedDataError: a sample does not match its pinned record.
+    """
+    from builders.format.build import build_release
+    from builders.format.manifest import is_finished_release, release_dir
+    from builders.format.registry import get_release
+
+    from .pinned_data import PinnedDataError, verify_qm9_density_release
+
+    folder = Path(folder)
+    release = release_dir(folder, "qm9-hf-density")
+    if not is_finished_release(release):
+        keys = folder / "gdb-indices.txt"
+        folder.mkdir(parents=True, exist_ok=True)
+        keys.write_text("".join(f"{r['gdb_index']}\ttest\n" for r in records))
+        spec = get_release("qm9-hf-density")
+        build_release(spec, folder, spec.resolve_params({"gdb_indices": str(keys)}), progress=progress)
+    problems = verify_qm9_density_release(release, table={r["key"]: r for r in records})
+    if problems:
+        raise PinnedDataError(f"{release}: {problems[0]}")
+    return release
 
 
 def iter_test_samples(data_root, variant: str, quick: bool) -> Iterator[dict]:
