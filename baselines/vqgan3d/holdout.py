@@ -4,7 +4,8 @@
 
 A training-progress check, cheaper than the benchmark: the first ``--n`` pinned test molecules of
 the density-reconstruction task's qm9 variant (RHF/STO-3G on their QM9 geometries, built and
-verified under ``<data root>/densegen-benchmarks/density-qm9-v1-first<N>/`` on first use), each
+verified under ``<data root>/densegen-benchmarks/density-qm9-v1-first<N>/`` on first use; for all
+1,000 the benchmark's own ``density-qm9-v1/``, which its runs then reuse), each
 rendered on the task's full grid (its seed frame, 128^3) and rounded to float16 exactly as the task
 does, reconstructed by each weight set given, and scored with the task's own metric functions:
 NMAE (%, the task's primary metric), |N_hat - N| (electrons on the same grid) and the MAE of
@@ -35,13 +36,18 @@ def reference_grids(data_root: Path, n: int, progress: bool = True) -> Iterator[
         float16-rounded reference in e/Bohr^3, ``grid_origin`` / ``grid_axes`` in Bohr; in the
         task's order.
     """
-    from benchmarks.task_density import (_cache_dir, _model_input, build_qm9_subset, render_reference,
-                                         task_shape, test_records)
+    from benchmarks.task_density import (_cache_dir, _model_input, build_qm9_subset, prepare_data,
+                                         render_reference, task_shape, test_records)
+    from builders.format.manifest import release_dir
     from builders.format.reader import iter_release
 
-    records = test_records("qm9", quick=False)[0][:n]
-    folder = Path(str(_cache_dir(data_root, "qm9", False)) + f"-first{n}")
-    release = build_qm9_subset(folder, records, progress)
+    records = test_records("qm9", quick=False)[0]
+    if n >= len(records):  # the whole variant: the benchmark's own cache, reused by its runs
+        prepare_data(data_root, "qm9", quick=False, progress=progress)
+        release = release_dir(_cache_dir(data_root, "qm9", False), "qm9-hf-density")
+    else:
+        records = records[:n]
+        release = build_qm9_subset(Path(str(_cache_dir(data_root, "qm9", False)) + f"-first{n}"), records, progress)
     count = 0
     for rec, s in zip(records, iter_release(release, "test")):
         if s["__key__"] != rec["key"]:
