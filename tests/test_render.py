@@ -290,3 +290,22 @@ def test_threaded_blocks_equal_serial(systems):
     a = render_density(s, shape=None, threads=1)
     b = render_density(s, shape=None, threads=2)
     np.testing.assert_array_equal(a, b)
+
+
+def test_default_block_threads_follow_the_blas_pool(systems):
+    """threads=None renders on as many block threads as numpy's BLAS pool has: one inside a
+    build worker limited to one thread, the same numbers either way."""
+    from threadpoolctl import threadpool_limits
+
+    from builders.density.render import blas_threads
+
+    mol, dm = systems["formamide"]
+    s = _sample(mol, dm, shape=(24, 26, 28))
+    with threadpool_limits(limits=1, user_api="blas"):
+        assert blas_threads() == 1
+        one = render_density(s, shape=None)
+    with threadpool_limits(limits=2, user_api="blas"):
+        assert blas_threads() == 2
+        two = render_density(s, shape=None)
+    np.testing.assert_array_equal(one, render_density(s, shape=None, threads=1))
+    np.testing.assert_array_equal(one, two)

@@ -251,7 +251,7 @@ def _block_sizes(shape, nf: int, cuda: bool):
 
 def render_density(sample: dict, shape=SEED_SHAPE, origin=None, axes=None,
                    device: str = "cpu", backend: str | None = None,
-                   ao_cutoff: float = DEFAULT_AO_CUTOFF, threads: int = 1):
+                   ao_cutoff: float = DEFAULT_AO_CUTOFF, threads: int | None = None):
     """Electron density of a sample on a rectilinear grid.
 
     Args:
@@ -269,9 +269,10 @@ def render_density(sample: dict, shape=SEED_SHAPE, origin=None, axes=None,
         device: "cpu" or "cuda" (CUDA implies the torch backend).
         backend: "numpy" (default on CPU) or "torch".
         ao_cutoff: AO magnitude under which a shell is skipped in a block of points.
-        threads: Python worker threads over blocks for the numpy backend. Default 1: the
-            matrix products already use the BLAS threads (OMP/OPENBLAS_NUM_THREADS), and on
-            2 cores extra block threads measured no faster.
+        threads: worker threads over blocks of points for the numpy backend, each running its
+            products on one BLAS thread. None (default): as many as numpy's BLAS pool has
+            (:func:`blas_threads`, i.e. what OMP/OPENBLAS_NUM_THREADS or threadpoolctl set), so
+            a build worker limited to one thread renders on one thread.
     Returns:
         (n1, n2, n3) float64 density in electrons / Bohr^3: numpy array for the numpy
         backend, torch tensor on ``device`` for the torch backend.
@@ -354,7 +355,7 @@ def _render_orthogonal(mol, dm, origin, axes, shape, backend, device, ao_cutoff,
     ns = len(basis.s_l)
     tx, ty, tz = tabs
     # phi^T D phi = phi^T U phi with U = diag(D) + 2 triu(D, 1): BLAS trmm does half the work
-    use_trmm = backend == "numpy"
+    use_numpy = backend == "numpy"
     u_full = np.triu(d_c, 1) * 2.0 + np.diag(np.diag(d_c))
     u_full_f = np.asfortranarray(u_full)
 
@@ -368,14 +369,22 @@ def _render_orthogonal(mol, dm, origin, axes, shape, backend, device, ao_cutoff,
         else:
             sig = np.concatenate([np.arange(*basis.s_slice[s]) for s in sig_sh])
         sig_x = to_idx(sig)
-        xb = tx[sig_x][:, :, x0:x1]  # (s, P, bx)
-        yb = ty[sig_x][:, :, y0:y1]  # (s, P, by)
+        xb = tx[sig_x, :, x0:x1]  # (s, P, bx)
+        yb = ty[sig_x, :, y0:y1]  # (s, P, by)
         zb = tz[sig_x, z0:z1]  # (s, bz, P)
         nsig, npr, nxb = xb.shape
         nyb, nzb = yb.shape[2], zb.shape[1]
         xy = (xb[:, :, :, None] * yb[:, :, None, :]).reshape(nsig, npr, nxb * nyb)
         phi = (zb @ xy).reshape(nsig, -1)  # (s, npts) cartesian AOs, points in (z, x, y) order
-        if use_trmm and 2 * rank >= nsig:  # rho = phi . (U_sub phi), U triangular: half flops
+        if use_numpy and rank < nsig * (1.0 if nsig <= 40 else 0.75):
+            # rho = sum_k s_k (phi^T l_k)^2, points-major: (npts, s) @ (s, rank). Measured on
+            # CPU (OpenBLAS, 1 thread) it beats the triangular product whenever the density
+            # matrix has lower rank than a small block basis, and below 3/4 of a large one
+            t = phi.T @ (lmat if nsig == basis.nf else lmat[sig])
+            rho = np.einsum("nk,nk->n", t[:, :npos], t[:, :npos])
+            if npos < rank:
+                rho -= np.einsum("nk,nk->n", t[:, npos:], t[:, npos:])
+        elif use_numpy:  # rho = phi . (U_sub phi), U triangular: half the flops of D_sub phi
             u_sub = u_full_f if nsig == basis.nf else np.asfortranarray(u_full[np.ix_(sig, sig)])
             t = blas.dtrmm(1.0, u_sub, phi.T, side=1, lower=0)  # (npts, s) = phi^T U
             rho = np.einsum("fn,nf->n", phi, t)
@@ -391,14 +400,28 @@ def _render_orthogonal(mol, dm, origin, axes, shape, backend, device, ao_cutoff,
 
     jobs = [(ix, iy, iz) for ix in range(len(bl[0])) for iy in range(len(bl[1]))
             for iz in range(len(bl[2]))]
+    if threads is None:
+        threads = blas_threads() if backend == "numpy" else 1
     if backend == "numpy" and threads > 1 and len(jobs) > 1:
-        # numpy/BLAS release the GIL: blocks (disjoint output regions) run concurrently
-        with ThreadPoolExecutor(max_workers=threads) as pool:
+        # numpy/BLAS release the GIL: blocks (disjoint output regions) run concurrently, each
+        # with one BLAS thread (small products scale better over blocks than inside BLAS)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=threads) as pool:
             list(pool.map(lambda job: do_block(*job), jobs))
     else:
         for job in jobs:
             do_block(*job)
     return out
+
+
+def blas_threads() -> int:
+    """Threads of the BLAS pool numpy uses (threadpoolctl; 1 when none is found): the renderer's
+    default number of block threads, so ``OMP_NUM_THREADS`` and friends set it."""
+    from threadpoolctl import threadpool_info
+
+    counts = [int(p.get("num_threads") or 1) for p in threadpool_info() if p.get("user_api") == "blas"]
+    return max(1, max(counts)) if counts else 1
 
 
 # --------------------------------------------------------------------------- reference path
@@ -436,4 +459,4 @@ def electron_count(rho, axes) -> float:
 
 
 __all__ = ["render_density", "render_density_at_points", "resolve_frame",
-           "grid_points", "electron_count"]
+           "grid_points", "electron_count", "blas_threads"]
