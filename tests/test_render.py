@@ -292,20 +292,20 @@ def test_threaded_blocks_equal_serial(systems):
     np.testing.assert_array_equal(a, b)
 
 
-def test_default_block_threads_follow_the_blas_pool(systems):
-    """threads=None renders on as many block threads as numpy's BLAS pool has: one inside a
-    build worker limited to one thread, the same numbers either way."""
-    from threadpoolctl import threadpool_limits
 
-    from builders.density.render import blas_threads
+def test_products_run_on_one_blas_thread_and_the_pool_is_restored(systems):
+    """Whatever the caller's BLAS pool, the renderer's small products run on one BLAS thread
+    (the same numbers), and the caller's setting is back afterwards."""
+    from threadpoolctl import threadpool_info, threadpool_limits
 
     mol, dm = systems["formamide"]
     s = _sample(mol, dm, shape=(24, 26, 28))
-    with threadpool_limits(limits=1, user_api="blas"):
-        assert blas_threads() == 1
-        one = render_density(s, shape=None)
+    one = render_density(s, shape=None)
+    def pools():
+        return [(p["filepath"], p["num_threads"]) for p in threadpool_info() if p["user_api"] == "blas"]
+
     with threadpool_limits(limits=2, user_api="blas"):
-        assert blas_threads() == 2
+        before = pools()
         two = render_density(s, shape=None)
-    np.testing.assert_array_equal(one, render_density(s, shape=None, threads=1))
+        assert pools() == before and max(n for _, n in before) == 2
     np.testing.assert_array_equal(one, two)

@@ -251,7 +251,7 @@ def _block_sizes(shape, nf: int, cuda: bool):
 
 def render_density(sample: dict, shape=SEED_SHAPE, origin=None, axes=None,
                    device: str = "cpu", backend: str | None = None,
-                   ao_cutoff: float = DEFAULT_AO_CUTOFF, threads: int | None = None):
+                   ao_cutoff: float = DEFAULT_AO_CUTOFF, threads: int = 1):
     """Electron density of a sample on a rectilinear grid.
 
     Args:
@@ -269,10 +269,11 @@ def render_density(sample: dict, shape=SEED_SHAPE, origin=None, axes=None,
         device: "cpu" or "cuda" (CUDA implies the torch backend).
         backend: "numpy" (default on CPU) or "torch".
         ao_cutoff: AO magnitude under which a shell is skipped in a block of points.
-        threads: worker threads over blocks of points for the numpy backend, each running its
-            products on one BLAS thread. None (default): as many as numpy's BLAS pool has
-            (:func:`blas_threads`, i.e. what OMP/OPENBLAS_NUM_THREADS or threadpoolctl set), so
-            a build worker limited to one thread renders on one thread.
+        threads: worker threads over blocks of points for the numpy backend. Its matrix
+            products always run on one BLAS thread: they are small (tens of AOs by a few
+            thousand points), and on a 2-core machine a second BLAS thread made them slower
+            for small molecules (methyl acetate 0.40 s instead of 0.21 s per 128^3 grid). Block
+            threads hold the GIL between numpy calls; on 2 cores they measured no faster.
     Returns:
         (n1, n2, n3) float64 density in electrons / Bohr^3: numpy array for the numpy
         backend, torch tensor on ``device`` for the torch backend.
@@ -400,28 +401,22 @@ def _render_orthogonal(mol, dm, origin, axes, shape, backend, device, ao_cutoff,
 
     jobs = [(ix, iy, iz) for ix in range(len(bl[0])) for iy in range(len(bl[1]))
             for iz in range(len(bl[2]))]
-    if threads is None:
-        threads = blas_threads() if backend == "numpy" else 1
-    if backend == "numpy" and threads > 1 and len(jobs) > 1:
-        # numpy/BLAS release the GIL: blocks (disjoint output regions) run concurrently, each
-        # with one BLAS thread (small products scale better over blocks than inside BLAS)
-        from threadpoolctl import threadpool_limits
-
-        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(lambda job: do_block(*job), jobs))
-    else:
+    if backend != "numpy":
         for job in jobs:
             do_block(*job)
+        return out
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1, user_api="blas"):
+        if threads > 1 and len(jobs) > 1:
+            # numpy/BLAS release the GIL inside their calls: blocks (disjoint output regions)
+            # run concurrently there
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                list(pool.map(lambda job: do_block(*job), jobs))
+        else:
+            for job in jobs:
+                do_block(*job)
     return out
-
-
-def blas_threads() -> int:
-    """Threads of the BLAS pool numpy uses (threadpoolctl; 1 when none is found): the renderer's
-    default number of block threads, so ``OMP_NUM_THREADS`` and friends set it."""
-    from threadpoolctl import threadpool_info
-
-    counts = [int(p.get("num_threads") or 1) for p in threadpool_info() if p.get("user_api") == "blas"]
-    return max(1, max(counts)) if counts else 1
 
 
 # --------------------------------------------------------------------------- reference path
@@ -459,4 +454,4 @@ def electron_count(rho, axes) -> float:
 
 
 __all__ = ["render_density", "render_density_at_points", "resolve_frame",
-           "grid_points", "electron_count", "blas_threads"]
+           "grid_points", "electron_count"]
