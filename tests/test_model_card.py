@@ -60,7 +60,7 @@ def test_adapters_print_one_line_naming_the_weights(capsys):
     lines = capsys.readouterr().err.splitlines()
     assert lines[0] == ("mo3enet: shipped weights (small preset, 4,786 training steps, sigma 1.42 A), "
                         "a CPU demonstration; see baselines/mo3enet/MODEL_CARD.md")
-    assert lines[1] == ("vqgan3d: shipped weights (small preset, 7,000 training steps), a CPU demonstration; "
+    assert lines[1] == ("vqgan3d: shipped weights (small preset, 2,000 training steps), a CPU demonstration; "
                         "see baselines/vqgan3d/MODEL_CARD.md")
     assert lines[2].startswith("mo3enet: weights from ") and lines[2].endswith(
         f"heavy-atoms-small (small preset, {step:,} training steps, heavy atoms only)")

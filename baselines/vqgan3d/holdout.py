@@ -87,13 +87,14 @@ def _model(weights: str):
     return VQGAN3DBenchmarkModel(weights=None if weights == "shipped" else weights)
 
 
-def score(weights: list[str], inputs: Iterable[dict]) -> list[dict]:
+def score(weights: list[str], inputs: Iterable[dict], total: int | None = None) -> list[dict]:
     """Reconstruct every input with each weight set and score it (each input is rendered once).
 
     Args:
         weights: weights or training-run folders, ``"shipped"``, or ``"resize:S"`` for
             :class:`ResizeBound` at S^3.
         inputs: from :func:`reference_grids`.
+        total: how many inputs there are (for the progress bar only).
     Returns:
         one row per weight set: {"weights", "molecules", "nmae_percent", "electron_count_error",
         "mae_log1p", "seconds"}: means over molecules (NMAE in %, electron counts in electrons),
@@ -103,7 +104,7 @@ def score(weights: list[str], inputs: Iterable[dict]) -> list[dict]:
 
     models = [_model(w) for w in weights]
     per = [{"nmae": [], "count": [], "mae": [], "seconds": 0.0} for _ in weights]
-    for s in tqdm(inputs, desc="render+reconstruct", unit="molecule"):
+    for s in tqdm(inputs, desc="render+reconstruct", unit="molecule", total=total):
         ref = torch.from_numpy(s["grid"].astype(np.float64))
         for model, acc in zip(models, per):
             t0 = time.perf_counter()
@@ -130,7 +131,7 @@ def main(argv=None) -> int:
     if not 1 <= args.n <= 1000:
         print(f"--n: {args.n} is outside 1..1000 (the qm9 variant has 1,000 molecules)", file=sys.stderr)
         return 2
-    rows = score(args.weights, reference_grids(args.data_root, args.n))
+    rows = score(args.weights, reference_grids(args.data_root, args.n), total=min(args.n, 1000))
     print(f"{'weights':50s} {'NMAE %':>8s} {'|dN| e':>8s} {'MAE log1p':>10s} {'s':>7s}")
     for r in rows:
         print(f"{r['weights']:50s} {r['nmae_percent']:8.2f} {r['electron_count_error']:8.3f}"
