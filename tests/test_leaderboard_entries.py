@@ -94,3 +94,19 @@ def test_quick_entries_reproduce(path, tmp_path):
     entry = json.loads(path.read_text())
     mark = reproduce(entry["results"], predictions_path(path), tmp_path / "data", tmp_path)
     assert mark["comparison"] == "predictions" and mark["max_abs_diff"] is not None
+
+
+def test_learned_entries_were_made_with_the_weights_that_ship():
+    """A learned baseline's entries name the weights it ships now: new weights mean new entries
+    (a stale one would fail `reproduce` with weights-differ)."""
+    from baselines.model_card import TEXT, weights_folder
+    from benchmarks.protocol import weights_digest
+
+    class _Weights:
+        def __init__(self, folder):
+            self.weights = str(folder)
+
+    shipped = {name: weights_digest(_Weights(weights_folder(name))) for name in TEXT}
+    stale = [p.name for p, e in _entries() if e["results"]["model"]["name"] in shipped
+             and e["results"]["model"]["weights_sha256"] != shipped[e["results"]["model"]["name"]]]
+    assert stale == [], "re-run and resubmit these with the shipped weights"
