@@ -70,7 +70,7 @@ import json
 import math
 import os
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 import numpy as np
 import torch
@@ -217,14 +217,24 @@ def iter_test_samples(data_root, variant: str, quick: bool) -> Iterator[dict]:
         samples = iter_pubchem_density(folder, records)
     else:
         samples = iter_release(release_dir(folder, "qm9-hf-density"), "test")
+    yield from in_pinned_order(samples, records, folder)
+
+
+def in_pinned_order(samples: Iterable[dict], records: list[dict], where) -> Iterator[dict]:
+    """Stream ``samples`` checking they are the pinned ``records`` in order (one each), with the
+    ``meta`` scalars also at top level.
+
+    Raises:
+        ValueError: naming ``where``, at the first sample out of order or when the counts differ.
+    """
     n = 0
     for rec, s in zip(records, samples):
         if s["__key__"] != rec["key"]:
-            raise ValueError(f"{folder}: sample {s['__key__']} where the pinned order has {rec['key']}")
+            raise ValueError(f"{where}: sample {s['__key__']} where the pinned order has {rec['key']}")
         n += 1
         yield {**s.get("meta", {}), **s}
     if n != len(records):
-        raise ValueError(f"{folder}: {n} prepared test samples, the pinned table has {len(records)}")
+        raise ValueError(f"{where}: {n} prepared test samples, the pinned table has {len(records)}")
 
 
 def task_shape(sample: dict, quick: bool) -> tuple[int, int, int]:

@@ -292,7 +292,6 @@ def test_threaded_blocks_equal_serial(systems):
     np.testing.assert_array_equal(a, b)
 
 
-
 def test_products_run_on_one_blas_thread_and_the_pool_is_restored(systems):
     """Whatever the caller's BLAS pool, the renderer's small products run on one BLAS thread
     (the same numbers), and the caller's setting is back afterwards."""
@@ -301,6 +300,7 @@ def test_products_run_on_one_blas_thread_and_the_pool_is_restored(systems):
     mol, dm = systems["formamide"]
     s = _sample(mol, dm, shape=(24, 26, 28))
     one = render_density(s, shape=None)
+
     def pools():
         return [(p["filepath"], p["num_threads"]) for p in threadpool_info() if p["user_api"] == "blas"]
 

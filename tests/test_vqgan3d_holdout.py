@@ -19,7 +19,7 @@ def test_holdout_rows_identity_resize_and_shipped(tmp_path, capsys):
     # point-sampling to 32^3 and back loses the nuclear cusps but keeps most electrons
     assert 5.0 < rows["resize:32"]["nmae_percent"] < 60.0
     assert rows["resize:32"]["electron_count_error"] < 3.0
-    # the shipped 300-step demonstration weights are worse than their own resampling bound
+    # the shipped weights lose more than their own resampling bound
     assert rows["shipped"]["nmae_percent"] > rows["resize:32"]["nmae_percent"]
     assert "NMAE %" in capsys.readouterr().out
 

@@ -36,8 +36,8 @@ def reference_grids(data_root: Path, n: int, progress: bool = True) -> Iterator[
         float16-rounded reference in e/Bohr^3, ``grid_origin`` / ``grid_axes`` in Bohr; in the
         task's order.
     """
-    from benchmarks.task_density import (_cache_dir, _model_input, build_qm9_subset, prepare_data,
-                                         render_reference, task_shape, test_records)
+    from benchmarks.task_density import (_cache_dir, _model_input, build_qm9_subset, in_pinned_order,
+                                         prepare_data, render_reference, task_shape, test_records)
     from builders.format.manifest import release_dir
     from builders.format.reader import iter_release
 
@@ -48,16 +48,9 @@ def reference_grids(data_root: Path, n: int, progress: bool = True) -> Iterator[
     else:
         records = records[:n]
         release = build_qm9_subset(Path(str(_cache_dir(data_root, "qm9", False)) + f"-first{n}"), records, progress)
-    count = 0
-    for rec, s in zip(records, iter_release(release, "test")):
-        if s["__key__"] != rec["key"]:
-            raise ValueError(f"{release}: sample {s['__key__']} where the pinned order has {rec['key']}")
-        s = {**s.get("meta", {}), **s}
+    for s in in_pinned_order(iter_release(release, "test"), records, release):
         rho, origin, axes = render_reference(s, task_shape(s, quick=False))
-        count += 1
         yield _model_input(s, rho, origin, axes)
-    if count != len(records):
-        raise ValueError(f"{release}: {count} test samples, expected {len(records)}")
 
 
 class ResizeBound:
@@ -101,6 +94,7 @@ def score(weights: list[str], inputs: Iterable[dict], total: int | None = None) 
         seconds of reconstruction.
     """
     from benchmarks.metrics import density as dm
+    from benchmarks.task_density import _as_prediction  # the task's float16 rounding and value checks
 
     models = [_model(w) for w in weights]
     per = [{"nmae": [], "count": [], "mae": [], "seconds": 0.0} for _ in weights]
@@ -110,7 +104,7 @@ def score(weights: list[str], inputs: Iterable[dict], total: int | None = None) 
             t0 = time.perf_counter()
             (g,) = model.reconstruct([s])
             acc["seconds"] += time.perf_counter() - t0
-            pred = torch.from_numpy(np.asarray(g).astype(np.float16).astype(np.float64))
+            pred = torch.from_numpy(_as_prediction(g, s["grid"].shape, s["__key__"]).astype(np.float64))
             acc["nmae"].append(dm.nmae(pred, ref))
             acc["count"].append(dm.electron_count_error(pred, ref, s["grid_axes"]))
             acc["mae"].append(dm.mae(pred, ref, transform="log1p"))
